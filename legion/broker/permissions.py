@@ -1,0 +1,155 @@
+"""The permission compiler: who may publish and subscribe to what, in NATS subject terms.
+
+Patterns are NATS patterns (``*`` is exactly one token, ``>`` the rest), never globs. The agent
+set is the minimal one verified in DESIGN.md section 3. Note that an empty allow list restricts
+nothing in NATS, so "nothing" is always written as ``deny: [">"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from legion.contracts import subjects as subj
+from legion.contracts.names import validate_token
+
+__all__ = [
+    "JS_LOCAL_PREFIX",
+    "LEGION_INBOX_PREFIX",
+    "Permissions",
+    "admin_permissions",
+    "agent_inbox_durable",
+    "agent_inbox_prefix",
+    "agent_permissions",
+    "bucket_name",
+    "ingest_inbox_prefix",
+    "ingest_permissions",
+    "service_permissions",
+]
+
+JS_LOCAL_PREFIX = "JSL.API"
+"""Where AGENTS reaches LEGION's JetStream API (every account without JetStream answers $JS.API itself)."""
+LEGION_INBOX_PREFIX = "_LEGION_INBOX"
+"""Inbox prefix of LEGION-account users, so their replies never flow into AGENTS via the _INBOX export."""
+
+
+def bucket_name(project: str) -> str:
+    """The KV bucket of a blackboard namespace: one bucket per project (a shared bucket leaks)."""
+    return f"bb_{validate_token(project, kind='project name')}"
+
+
+def agent_inbox_durable(agent: str) -> str:
+    return f"{validate_token(agent, kind='agent name')}_inbox"
+
+
+def agent_inbox_prefix(agent: str) -> str:
+    return f"_INBOX.{validate_token(agent, kind='agent name')}"
+
+
+def ingest_inbox_prefix(source: str) -> str:
+    return f"_INBOX.{validate_token(source, kind='source name')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """Publish/subscribe allow and deny lists, plus whether replies to requesters are allowed."""
+
+    pub_allow: tuple[str, ...] = ()
+    pub_deny: tuple[str, ...] = ()
+    sub_allow: tuple[str, ...] = ()
+    sub_deny: tuple[str, ...] = ()
+    allow_responses: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+    def to_jwt(self) -> dict[str, Any]:
+        """The ``pub``/``sub``/``resp`` part of a user JWT's ``nats`` claims."""
+        out: dict[str, Any] = {
+            "pub": _block(self.pub_allow, self.pub_deny),
+            "sub": _block(self.sub_allow, self.sub_deny),
+        }
+        if self.allow_responses:
+            out["resp"] = {"max": 1, "ttl": 0}
+        return out
+
+
+def _block(allow: Iterable[str], deny: Iterable[str]) -> dict[str, list[str]]:
+    block: dict[str, list[str]] = {}
+    allow = list(allow)
+    deny = list(deny)
+    if allow:
+        block["allow"] = allow
+    if deny:
+        block["deny"] = deny
+    if not allow and not deny:
+        block["deny"] = [">"]  # an empty allow list would allow everything
+    return block
+
+
+def agent_permissions(agent: str, *, projects: Iterable[str] = ()) -> Permissions:
+    """The minimal set for one agent: its vault calls, its own events, its inbox, its buckets."""
+    durable = agent_inbox_durable(agent)
+    js = JS_LOCAL_PREFIX
+    pub = [
+        subj.VAULT_LLM.wildcard(agent=agent).rsplit(".", 1)[0] + ".>",  # legion.vault.<agent>.>
+        subj.EVENTS.wildcard(source=agent),
+        f"{js}.CONSUMER.MSG.NEXT.INBOX.{durable}",
+        f"{js}.CONSUMER.INFO.INBOX.{durable}",
+        f"$JS.ACK.INBOX.{durable}.>",
+    ]
+    for project in sorted(set(projects)):
+        b = bucket_name(project)
+        pub += [
+            f"$KV.{b}.>",
+            f"{js}.DIRECT.GET.KV_{b}",
+            f"{js}.DIRECT.GET.KV_{b}.>",
+            f"{js}.STREAM.INFO.KV_{b}",
+            f"{js}.CONSUMER.CREATE.KV_{b}",
+            f"{js}.CONSUMER.CREATE.KV_{b}.>",
+            f"{js}.CONSUMER.INFO.KV_{b}.*",
+            f"$JS.FC.KV_{b}.>",
+        ]
+    return Permissions(
+        pub_allow=tuple(pub),
+        sub_allow=(f"{agent_inbox_prefix(agent)}.>",),
+        tags=(f"legion-inbox:{agent_inbox_prefix(agent)}", f"legion-js:{js}", "legion-kind:agent"),
+    )
+
+
+def ingest_permissions(source: str) -> Permissions:
+    """An external system: publish its own ``legion.ext.<source>.>`` and read its PubAcks."""
+    return Permissions(
+        pub_allow=(subj.EXT.wildcard(source=source),),
+        sub_allow=(f"{ingest_inbox_prefix(source)}.>",),
+        tags=(f"legion-inbox:{ingest_inbox_prefix(source)}", "legion-kind:ingest"),
+    )
+
+
+def admin_permissions() -> Permissions:
+    """The launcher and CLI: everything in LEGION, with a private inbox prefix."""
+    return Permissions(
+        pub_allow=(">",),
+        sub_allow=(">",),
+        tags=(f"legion-inbox:{LEGION_INBOX_PREFIX}", "legion-kind:admin"),
+    )
+
+
+def service_permissions(actor: str, *, serves: Iterable[str] = (), publishes: Iterable[str] = ()) -> Permissions:
+    """A trusted LEGION actor (vault, ledger, scheduler, gateway): its own events, JetStream, what it serves.
+
+    ``serves`` are the subjects it subscribes to (requests); replies go through allow_responses.
+    """
+    inbox = f"{LEGION_INBOX_PREFIX}.{validate_token(actor, kind='actor name')}"
+    return Permissions(
+        pub_allow=(
+            subj.EVENTS.wildcard(source=actor),
+            subj.HEALTH.render(actor=actor),
+            "$JS.API.>",
+            "$JS.ACK.>",
+            "$JS.FC.>",
+            *publishes,
+        ),
+        sub_allow=(f"{inbox}.>", subj.CONTROL.wildcard(actor=actor), *serves),
+        allow_responses=True,
+        tags=(f"legion-inbox:{inbox}", "legion-kind:service"),
+    )

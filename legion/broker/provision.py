@@ -1,0 +1,155 @@
+"""Idempotent provisioning of streams, blackboard buckets and durable consumers.
+
+Run by the launcher with the admin credential. Running it twice changes nothing; a changed spec
+updates the stream in place. Agents never create consumers on their inbox (they could widen a
+filter or aim a push consumer anywhere), so the launcher creates them here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import nats.js.errors
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from legion.broker.client import Broker
+from legion.broker.permissions import bucket_name
+from legion.broker.streams import ConsumerSpec, StreamSpec, agent_inbox_consumer, default_streams
+from legion.contracts.errors import ConfigError
+
+__all__ = ["FleetLayout", "ProvisionReport", "provision"]
+
+KV_HISTORY = 64  # the most JetStream keeps per key
+
+
+@dataclass(frozen=True, slots=True)
+class FleetLayout:
+    """What to provision: streams, one bucket per project, one inbox consumer per agent."""
+
+    agents: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    streams: tuple[StreamSpec, ...] = field(default_factory=default_streams)
+    consumers: tuple[ConsumerSpec, ...] = ()
+
+    def all_consumers(self) -> list[ConsumerSpec]:
+        return [*(agent_inbox_consumer(a) for a in self.agents), *self.consumers]
+
+
+@dataclass(slots=True)
+class ProvisionReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+_RETENTION = {
+    "limits": RetentionPolicy.LIMITS,
+    "workqueue": RetentionPolicy.WORK_QUEUE,
+    "interest": RetentionPolicy.INTEREST,
+}
+
+
+def _stream_config(spec: StreamSpec) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name,
+        description=spec.description or None,
+        subjects=list(spec.subjects),
+        retention=_RETENTION[spec.retention],
+        storage=StorageType.FILE,
+        max_age=spec.max_age_s or None,
+        max_bytes=spec.max_bytes,
+        max_msg_size=spec.max_msg_size,
+        duplicate_window=spec.duplicate_window_s,
+        allow_direct=spec.allow_direct,
+    )
+
+
+async def _ensure_stream(broker: Broker, spec: StreamSpec, report: ProvisionReport) -> None:
+    js = broker.js
+    config = _stream_config(spec)
+    try:
+        info = await js.stream_info(spec.name)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)
+        report.created.append(f"stream {spec.name}")
+        return
+    current = info.config
+    if (
+        sorted(current.subjects or []) == sorted(spec.subjects)
+        and current.retention == config.retention
+        and (current.max_age or 0) == (config.max_age or 0)
+        and current.max_msg_size == config.max_msg_size
+    ):
+        report.unchanged.append(f"stream {spec.name}")
+        return
+    if current.retention != config.retention:
+        raise ConfigError(
+            f"stream {spec.name} exists with retention {current.retention}, not {config.retention}; "
+            "JetStream cannot change retention in place: back it up and delete it, or keep its retention"
+        )
+    await js.update_stream(config)
+    report.updated.append(f"stream {spec.name}")
+
+
+async def _ensure_bucket(broker: Broker, project: str, report: ProvisionReport) -> None:
+    bucket = bucket_name(project)
+    try:
+        await broker.js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        # direct=True: reads use DIRECT.GET with the key in the subject, where permissions can see it
+        await broker.js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=KV_HISTORY, direct=True, storage=StorageType.FILE)
+        )
+        report.created.append(f"bucket {bucket}")
+        return
+    report.unchanged.append(f"bucket {bucket}")
+
+
+async def _ensure_consumer(broker: Broker, spec: ConsumerSpec, report: ProvisionReport) -> None:
+    config = ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        description=spec.description or None,
+        filter_subject=spec.filter_subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending,
+        deliver_policy=DeliverPolicy.ALL if spec.deliver_policy == "all" else DeliverPolicy.NEW,
+    )
+    try:
+        info = await broker.js.consumer_info(spec.stream, spec.durable)
+    except nats.js.errors.NotFoundError:
+        await broker.js.add_consumer(spec.stream, config)
+        report.created.append(f"consumer {spec.stream}/{spec.durable}")
+        return
+    if info.config.filter_subject == spec.filter_subject and info.config.ack_wait == spec.ack_wait_s:
+        report.unchanged.append(f"consumer {spec.stream}/{spec.durable}")
+        return
+    await broker.js.add_consumer(spec.stream, config)  # create with a changed config updates it
+    report.updated.append(f"consumer {spec.stream}/{spec.durable}")
+
+
+async def provision(broker: Broker, layout: FleetLayout) -> ProvisionReport:
+    """Create or update everything in ``layout``; idempotent. Needs the admin credential."""
+    report = ProvisionReport()
+    for stream in layout.streams:
+        await _ensure_stream(broker, stream, report)
+    for project in _unique(layout.projects):
+        await _ensure_bucket(broker, project, report)
+    for consumer in layout.all_consumers():
+        await _ensure_consumer(broker, consumer, report)
+    return report
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

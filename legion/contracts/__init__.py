@@ -1,0 +1,81 @@
+"""Wire contracts, subjects, headers and the codec. Imports nothing else of legion."""
+
+from __future__ import annotations
+
+from legion.contracts import headers, subjects
+from legion.contracts.agent_events import TaskCompleted, TaskFailed, TaskStarted
+from legion.contracts.base import Command, Event, Message, Reply, Request, UnknownEvent, contract_for, contracts
+from legion.contracts.codec import Codec, decode, encode, peek_tag
+from legion.contracts.commands import AssignTask, Cancel, ChatMessage, Steer
+from legion.contracts.errors import (
+    ConcurrencyConflict,
+    ConfigError,
+    ContractError,
+    LegionError,
+    NotFound,
+    PermissionDenied,
+    RequestTimeout,
+    Unavailable,
+)
+from legion.contracts.ingest import ExternalEvent, IngestRejected
+from legion.contracts.ledger import BudgetExceeded, Commit, Release, Reserve, Reserved, UsageRecorded
+from legion.contracts.lifecycle import ActorStarted, ActorStopped, DeadLettered, Heartbeat
+from legion.contracts.names import ActorName, AgentName, ProjectName, SourceName, validate_token
+from legion.contracts.schema import json_schemas, write_schemas
+from legion.contracts.vault import LlmChunk, LlmError, LlmReply, LlmRequest, ModelCalled
+
+__all__ = [
+    "ActorName",
+    "ActorStarted",
+    "ActorStopped",
+    "AgentName",
+    "AssignTask",
+    "BudgetExceeded",
+    "Cancel",
+    "ChatMessage",
+    "Codec",
+    "Command",
+    "Commit",
+    "ConcurrencyConflict",
+    "ConfigError",
+    "ContractError",
+    "DeadLettered",
+    "Event",
+    "ExternalEvent",
+    "Heartbeat",
+    "IngestRejected",
+    "LegionError",
+    "LlmChunk",
+    "LlmError",
+    "LlmReply",
+    "LlmRequest",
+    "Message",
+    "ModelCalled",
+    "NotFound",
+    "PermissionDenied",
+    "ProjectName",
+    "Release",
+    "Reply",
+    "Request",
+    "RequestTimeout",
+    "Reserve",
+    "Reserved",
+    "SourceName",
+    "Steer",
+    "TaskCompleted",
+    "TaskFailed",
+    "TaskStarted",
+    "Unavailable",
+    "UnknownEvent",
+    "UsageRecorded",
+    "contract_for",
+    "contracts",
+    "decode",
+    "encode",
+    "headers",
+    "json_schemas",
+    "peek_tag",
+    "subjects",
+    "validate_token",
+    "write_schemas",
+]

@@ -1,0 +1,66 @@
+"""Ledger contracts (stream LEDGER, ``legion.ledger.<agent>.<op>``). Money is exact: Decimal USD."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from legion.contracts.base import Event, Reply, Request
+
+__all__ = ["BudgetExceeded", "Commit", "Release", "Reserve", "Reserved", "UsageRecorded"]
+
+
+class Reserve(Request, frozen=True, kw_only=True, tag="ledger.reserve.v1"):
+    """Hold ``estimate_usd`` of budget before a model call; expires after ``ttl_s``."""
+
+    reservation_id: str
+    agent: str
+    project: str = ""
+    estimate_usd: Decimal
+    ttl_s: float = 300.0
+
+
+class Reserved(Reply, frozen=True, kw_only=True, tag="ledger.reserved.v1"):
+    reservation_id: str
+    granted: bool
+    reason: str = ""
+    remaining_usd: Decimal | None = None
+
+
+class Commit(Event, frozen=True, kw_only=True, tag="ledger.commit.v1"):
+    """Replace a reservation with the actual cost of the call."""
+
+    reservation_id: str
+    agent: str
+    project: str = ""
+    model: str = ""
+    actual_usd: Decimal
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Release(Event, frozen=True, kw_only=True, tag="ledger.release.v1"):
+    """Free a reservation without spending (the call failed before any cost)."""
+
+    reservation_id: str
+    reason: str = ""
+
+
+class UsageRecorded(Event, frozen=True, kw_only=True, tag="ledger.usage.v1"):
+    agent: str
+    project: str = ""
+    model: str = ""
+    cost_usd: Decimal
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class BudgetExceeded(Event, frozen=True, kw_only=True, tag="budget.exceeded.v1"):
+    """At 80 % of a budget (``level='warning'``) and at 100 % (``level='blocked'``)."""
+
+    scope: Literal["agent", "project"]
+    name: str
+    period: Literal["day", "month"]
+    limit_usd: Decimal
+    spent_usd: Decimal
+    level: Literal["warning", "blocked"]

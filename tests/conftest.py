@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map from the internet
+
+pytest_plugins = ["legion.testing.pytest_plugin"]

@@ -1,0 +1,98 @@
+"""Credentials: files are private, removed and expired credentials cannot connect, ingest
+credentials publish their own source and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import stat
+import time
+
+import pytest
+
+from legion.broker import Broker, ConnectSpec
+from legion.contracts import ExternalEvent, PermissionDenied
+from legion.contracts import subjects as subj
+from legion.testing import TestFleet
+
+pytestmark = [pytest.mark.nats, pytest.mark.security]
+
+
+async def test_creds_files_are_mode_0600_under_creds_dir(legion_fleet: TestFleet) -> None:
+    alpha = await legion_fleet.add_agent("alpha")
+    assert alpha.creds == legion_fleet.server.state_dir / "creds" / f"{alpha.name}.creds"
+    assert stat.S_IMODE(alpha.creds.stat().st_mode) == 0o600
+    keys = legion_fleet.server.state_dir / "keys" / "accounts.json"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+
+
+async def test_removed_agent_is_disconnected_and_cannot_reconnect(legion_fleet: TestFleet) -> None:
+    fleet = legion_fleet
+    alpha = await fleet.add_agent("alpha")
+    kept = alpha.creds.with_suffix(".stolen")
+    shutil.copy(alpha.creds, kept)  # an attacker kept a copy of the file
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        closed.set()
+
+    live = await Broker.connect(
+        ConnectSpec(url=fleet.server.url, creds=alpha.creds, max_reconnect_attempts=1, reconnect_wait=0.1),
+        closed_cb=on_closed,
+    )
+    await live.js_publish(subj.EVENTS.render(source=alpha.name, type="ping"), b"{}")  # works before removal
+    await fleet.remove_agent(alpha)
+    await asyncio.wait_for(closed.wait(), 10)
+    assert not alpha.creds.exists()
+    with pytest.raises(PermissionDenied, match="credential refused"):
+        await Broker.connect(ConnectSpec(url=fleet.server.url, creds=kept, max_reconnect_attempts=0, connect_timeout=2))
+    # other agents are unaffected
+    beta = await fleet.add_agent("beta")
+    b = await fleet.connect(beta.creds)
+    await b.js_publish(subj.EVENTS.render(source=beta.name, type="ping"), b"{}")
+
+
+async def test_expired_credential_cannot_connect(legion_fleet: TestFleet) -> None:
+    alpha = await legion_fleet.add_agent("alpha", expires_in=1)
+    # JWT expiry has one-second resolution: wait until the expiry second has passed on the clock
+    # the server uses (the same machine's), bounded.
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            b = await Broker.connect(
+                ConnectSpec(url=legion_fleet.server.url, creds=alpha.creds, max_reconnect_attempts=0, connect_timeout=2)
+            )
+        except PermissionDenied:
+            break
+        await b.close()
+        await asyncio.sleep(0.25)
+    else:
+        pytest.fail("an expired credential still connects")
+
+
+async def test_ingest_credential_publishes_its_own_source_only(legion_fleet: TestFleet) -> None:
+    fleet = legion_fleet
+    source, creds = fleet.add_ingest("github")
+    other, _ = fleet.add_ingest("stripe")
+    ext = await fleet.connect(creds, name="external")
+    ack = await ext.js_publish(
+        subj.EXT.render(source=source, type="push"), ExternalEvent(kind="push", data={"ref": "main"})
+    )
+    assert ack.stream == "EVENTS"
+    stored = await fleet.admin.js.get_msg("EVENTS", ack.seq)
+    assert stored.subject == subj.EXT.render(source=source, type="push")
+    refused = [
+        subj.EXT.render(source=other, type="charge"),
+        subj.EVENTS.render(source=source, type="push"),
+        subj.AGENT_INBOX.render(agent=source),
+        subj.VAULT_LLM.render(agent=source),
+        "$KV.bb_x.k",
+        "$JS.API.STREAM.LIST",
+        "JSL.API.STREAM.LIST",
+    ]
+    for subject in refused:
+        with pytest.raises(PermissionDenied):
+            await ext.publish(subject, b"{}", confirm=True)
+    for subject in (">", subj.EXT.wildcard(), "_INBOX.>"):
+        with pytest.raises(PermissionDenied):
+            await ext.subscribe(subject)
