@@ -230,6 +230,9 @@ class PullConsumer:
                 await self._queue.join()  # in-flight and already received messages are finished
                 for task in (*workers, watchdog):
                     task.cancel()
+            # acks are plain publishes: make sure the server has them before we report "stopped"
+            if self.broker.nc.is_connected:
+                await self.broker.nc.flush()
         finally:
             if self._sub is not None:
                 with contextlib.suppress(Exception):

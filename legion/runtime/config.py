@@ -23,7 +23,13 @@ RESERVED = frozenset({"admin", "vault", "ledger", "scheduler", "gateway", "launc
 
 
 def _token(kind: str) -> AfterValidator:
-    return AfterValidator(lambda v: validate_token(v, kind=kind))
+    def check(value: str) -> str:
+        try:
+            return validate_token(value, kind=kind)
+        except ConfigError as exc:  # pydantic reports ValueErrors with their key path
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(check)
 
 
 Token = Annotated[str, _token("name")]

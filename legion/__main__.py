@@ -1,0 +1,5 @@
+"""``python -m legion`` is the ``legion`` command."""
+
+from legion.cli import main
+
+main()
