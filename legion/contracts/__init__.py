@@ -18,10 +18,22 @@ from legion.contracts.errors import (
     Unavailable,
 )
 from legion.contracts.ingest import ExternalEvent, IngestRejected
-from legion.contracts.ledger import BudgetExceeded, Commit, Release, Reserve, Reserved, UsageRecorded
+from legion.contracts.ledger import (
+    BudgetExceeded,
+    Commit,
+    CostRow,
+    CostsQuery,
+    CostsReport,
+    LedgerAck,
+    Release,
+    Reserve,
+    Reserved,
+    UsageRecorded,
+)
 from legion.contracts.lifecycle import ActorStarted, ActorStopped, DeadLettered, Heartbeat
 from legion.contracts.names import ActorName, AgentName, ProjectName, SourceName, validate_token
 from legion.contracts.schema import json_schemas, write_schemas
+from legion.contracts.service import ServiceError
 from legion.contracts.vault import LlmChunk, LlmError, LlmReply, LlmRequest, ModelCalled
 
 __all__ = [
@@ -39,11 +51,15 @@ __all__ = [
     "ConcurrencyConflict",
     "ConfigError",
     "ContractError",
+    "CostRow",
+    "CostsQuery",
+    "CostsReport",
     "DeadLettered",
     "Event",
     "ExternalEvent",
     "Heartbeat",
     "IngestRejected",
+    "LedgerAck",
     "LegionError",
     "LlmChunk",
     "LlmError",
@@ -60,6 +76,7 @@ __all__ = [
     "RequestTimeout",
     "Reserve",
     "Reserved",
+    "ServiceError",
     "SourceName",
     "Steer",
     "TaskCompleted",

@@ -5,9 +5,22 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
+import msgspec
+
 from legion.contracts.base import Event, Reply, Request
 
-__all__ = ["BudgetExceeded", "Commit", "Release", "Reserve", "Reserved", "UsageRecorded"]
+__all__ = [
+    "BudgetExceeded",
+    "Commit",
+    "CostRow",
+    "CostsQuery",
+    "CostsReport",
+    "LedgerAck",
+    "Release",
+    "Reserve",
+    "Reserved",
+    "UsageRecorded",
+]
 
 
 class Reserve(Request, frozen=True, kw_only=True, tag="ledger.reserve.v1"):
@@ -64,3 +77,37 @@ class BudgetExceeded(Event, frozen=True, kw_only=True, tag="budget.exceeded.v1")
     limit_usd: Decimal
     spent_usd: Decimal
     level: Literal["warning", "blocked"]
+
+
+class LedgerAck(Reply, frozen=True, kw_only=True, tag="ledger.ack.v1"):
+    """The ledger's answer to Commit and Release requests."""
+
+    reservation_id: str
+    ok: bool
+    reason: str = ""
+
+
+class CostsQuery(Request, frozen=True, kw_only=True, tag="costs.query.v1"):
+    """Ask the ledger for spend, grouped by period; ``since``/``until`` are ISO dates (UTC)."""
+
+    agent: str | None = None
+    project: str | None = None
+    by: Literal["day", "month"] = "day"
+    since: str = ""
+    until: str = ""
+
+
+class CostRow(msgspec.Struct, frozen=True, kw_only=True):
+    period: str
+    agent: str
+    project: str
+    model: str
+    cost_usd: Decimal
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class CostsReport(Reply, frozen=True, kw_only=True, tag="costs.report.v1"):
+    rows: list[CostRow] = msgspec.field(default_factory=list)
+    total_usd: Decimal = Decimal(0)

@@ -27,6 +27,7 @@ __all__ = [
     "EXT",
     "HEALTH",
     "LEDGER",
+    "SERVICE",
     "STREAM",
     "VAULT_HTTP",
     "VAULT_LLM",
@@ -133,6 +134,8 @@ LEDGER: Final = SubjectTemplate("legion.ledger.{agent}.{op}")
 EXT: Final = SubjectTemplate("legion.ext.{source}.{type+}")
 CONTROL: Final = SubjectTemplate("legion.control.{actor}.{command+}")
 HEALTH: Final = SubjectTemplate("legion.health.{actor}")
+SERVICE: Final = SubjectTemplate("legion.svc.{service}.{op}")
+"""Request/reply between trusted LEGION actors (e.g. vault -> ledger); captured by no stream."""
 
 ROOT: Final = "legion"
 VAULT_ALL: Final = "legion.vault.>"

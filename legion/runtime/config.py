@@ -1,22 +1,33 @@
 """legion.yaml, validated with pydantic. Errors name the file, the key path, the bad value and the fix.
 
-This is the foundation subset (fleet name, NATS, projects, agents with their projects); the
-launcher issue grows it (models, budgets, permissions, schedules, bridges).
+Holds the fleet name, NATS (embedded or external), models (aliases with LiteLLM parameters, key
+reference, price override, failover chain), projects and agents (model, projects, budgets, policy).
+The launcher issue grows it (permissions between agents, runtime backend, schedules, bridges).
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from legion.contracts.errors import ConfigError
 from legion.contracts.names import validate_token
 
-__all__ = ["AgentConfig", "FleetConfig", "NatsConfig", "load_config"]
+__all__ = [
+    "AgentConfig",
+    "Budget",
+    "FleetConfig",
+    "ModelConfig",
+    "NatsConfig",
+    "Price",
+    "ProjectConfig",
+    "load_config",
+]
 
 CONFIG_NAME = "legion.yaml"
 RESERVED = frozenset({"admin", "vault", "ledger", "scheduler", "gateway", "launcher", "legion"})
@@ -45,16 +56,82 @@ class NatsConfig(_Strict):
     host: str = "127.0.0.1"
 
 
+class Price(_Strict):
+    """USD per million tokens; overrides LiteLLM's price table (required for unknown models)."""
+
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+
+
+class ModelConfig(_Strict):
+    """A model alias: what the vault passes to LiteLLM, and the key it uses (never given to agents)."""
+
+    model: str = Field(description="LiteLLM model name, e.g. openai/gpt-4o-mini")
+    api_base: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. a local server")
+    key: str | None = Field(default=None, description="key name: the vault reads LEGION_SYSTEM_<KEY>")
+    params: dict[str, Any] = Field(default_factory=dict, description="extra LiteLLM parameters")
+    price: Price | None = None
+    fallbacks: list[Token] = Field(default_factory=list, description="aliases tried in order when this one fails")
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+class Budget(_Strict):
+    daily_usd: Decimal | None = Field(default=None, ge=0)
+    monthly_usd: Decimal | None = Field(default=None, ge=0)
+
+
+class ProjectConfig(_Strict):
+    budget: Budget = Field(default_factory=Budget)
+
+
 class AgentConfig(_Strict):
     role: str = ""
+    model: str | None = Field(default=None, description="model alias from models:")
     projects: list[Token] = Field(default_factory=list)
+    budget: Budget = Field(default_factory=Budget)
+    allowed_models: list[str] | None = Field(default=None, description="default: its model and its fallbacks")
+    max_tokens: int | None = Field(default=None, gt=0, description="cap on max_tokens per call")
+    allowed_apis: tuple[Literal["llm", "http"], ...] = ("llm",)
+    credentials: list[Token] = Field(default_factory=list, description="agent-tier credentials it may use")
+
+
+def _projects_list_to_dict(value: Any) -> Any:
+    if isinstance(value, list):  # `projects: [p1, p2]` is shorthand for projects without budgets
+        return {name: {} for name in value}
+    return value
 
 
 class FleetConfig(_Strict):
     fleet: Annotated[str, _token("fleet name")] = "legion"
     nats: NatsConfig = Field(default_factory=NatsConfig)
-    projects: list[Token] = Field(default_factory=list)
+    models: dict[Annotated[str, _token("model alias")], ModelConfig] = Field(default_factory=dict)
+    projects: Annotated[
+        dict[Annotated[str, _token("project name")], ProjectConfig], BeforeValidator(_projects_list_to_dict)
+    ] = Field(default_factory=dict)
     agents: dict[Annotated[str, _token("agent name")], AgentConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> FleetConfig:
+        for alias, model in self.models.items():
+            for fb in model.fallbacks:
+                if fb not in self.models:
+                    raise ValueError(f"models.{alias}.fallbacks: unknown model alias {fb!r}; define it under models:")
+        for name, agent in self.agents.items():
+            for ref in [agent.model, *(agent.allowed_models or [])]:
+                if ref is not None and ref not in self.models:
+                    known = ", ".join(sorted(self.models)) or "none defined"
+                    raise ValueError(f"agents.{name}: unknown model alias {ref!r} (models: {known})")
+        return self
+
+    def allowed_models(self, agent: str) -> list[str]:
+        """The aliases ``agent`` may call: explicit list, else its model plus that model's failover chain."""
+        cfg = self.agents[agent]
+        if cfg.allowed_models is not None:
+            return list(cfg.allowed_models)
+        if cfg.model is None:
+            return []
+        return [cfg.model, *self.models[cfg.model].fallbacks]
 
     def all_projects(self) -> tuple[str, ...]:
         names = list(self.projects)
