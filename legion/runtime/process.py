@@ -1,0 +1,68 @@
+"""Run one actor as its own OS process: connect with only its own credentials, host it, stop on SIGTERM.
+
+Every actor's ``__main__`` calls :func:`run_actor_process`; the launcher starts them as
+``python -m legion.actors.<kind> --fleet-dir DIR --name NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from legion.broker import Broker, ConnectSpec
+from legion.contracts.errors import LegionError
+from legion.runtime.actor import Actor
+from legion.runtime.config import FleetConfig, load_config
+from legion.runtime.fleet import state_dir_of
+from legion.runtime.host import ActorHost, HostSpec
+from legion.runtime.logs import configure_logging
+
+__all__ = ["ActorFactory", "actor_args", "run_actor_process"]
+
+log = structlog.get_logger("legion.runtime.process")
+
+ActorFactory = Callable[[str, FleetConfig, Path], Awaitable[tuple[Actor, HostSpec]]]
+"""(name, fleet config, fleet dir) -> the actor and how to host it."""
+
+
+def actor_args(kind: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m legion.actors.{kind}")
+    parser.add_argument("--fleet-dir", type=Path, default=Path("."), help="fleet directory (legion.yaml, .legion/)")
+    parser.add_argument("--name", default=kind, help="actor name (its credentials: .legion/creds/<name>.creds)")
+    parser.add_argument("--url", default=None, help="NATS URL (default: .legion/nats.url)")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+async def _main(kind: str, factory: ActorFactory, args: argparse.Namespace) -> None:
+    fleet_dir = args.fleet_dir.resolve()
+    state = state_dir_of(fleet_dir)
+    url = args.url or (state / "nats.url").read_text(encoding="utf-8").strip()
+    creds = state / "creds" / f"{args.name}.creds"
+    config = load_config(fleet_dir)
+    actor, spec = await factory(args.name, config, fleet_dir)
+    broker = await Broker.connect(ConnectSpec(url=url, creds=creds, name=f"legion-{kind}-{args.name}"))
+    host = ActorHost(actor, broker, spec)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, host.stop)
+    try:
+        await host.run()
+    finally:
+        await broker.close()
+
+
+def run_actor_process(kind: str, factory: ActorFactory, argv: list[str] | None = None) -> None:
+    args = actor_args(kind, argv)
+    configure_logging(level=args.log_level)
+    try:
+        asyncio.run(_main(kind, factory, args))
+    except LegionError as exc:
+        log.error("actor.failed", kind=kind, error=str(exc))
+        sys.exit(2)
