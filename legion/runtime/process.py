@@ -64,5 +64,5 @@ def run_actor_process(kind: str, factory: ActorFactory, argv: list[str] | None =
     try:
         asyncio.run(_main(kind, factory, args))
     except LegionError as exc:
-        log.error("actor.failed", kind=kind, error=str(exc))
+        log.error("actor.failed", kind=kind, error=str(exc))  # noqa: TRY400 - the message says it all
         sys.exit(2)
