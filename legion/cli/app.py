@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 
+from legion.broker import FleetAuth
 from legion.contracts import LegionError
 from legion.contracts.schema import write_schemas
-from legion.runtime import FleetHealth, FleetNats
+from legion.runtime import FleetHealth, FleetNats, state_dir_of
 from legion.runtime.logs import configure_logging
 
 __all__ = ["app", "main"]
@@ -36,6 +37,8 @@ def _root(
 
 contracts_app = typer.Typer(no_args_is_help=True, help="Wire contracts.")
 app.add_typer(contracts_app, name="contracts")
+nats_app = typer.Typer(no_args_is_help=True, help="The fleet's NATS server.")
+app.add_typer(nats_app, name="nats")
 
 FleetDir = Annotated[
     Path, typer.Argument(envvar="LEGION_FLEET_DIR", help="fleet directory (holds legion.yaml and .legion/)")
@@ -50,6 +53,16 @@ def contracts_schema(
     """Write a JSON Schema per contract (<tag>.json) and index.json, for publishers in any language."""
     files = write_schemas(out)
     typer.echo(f"wrote {len(files) - 1} contract schemas and index.json to {out}")
+
+
+@nats_app.command("config")
+def nats_config(fleet_dir: FleetDir = Path(".")) -> None:
+    """Print the operator/account config block for running the fleet on your own nats-server.
+
+    Include it in that server's config and set `nats: {url: ...}` in legion.yaml; the fleet's account
+    keys stay in .legion/keys.
+    """
+    typer.echo(FleetAuth(state_dir_of(fleet_dir.resolve())).server_config())
 
 
 def _print_health(health: FleetHealth, as_json: bool) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from legion.broker import EmbeddedNats, NatsServerSpec
 from legion.cli import app
 
 LEGION = [sys.executable, "-m", "legion"]
@@ -93,3 +94,25 @@ def test_up_runs_until_interrupted_then_stops_cleanly(tmp_path: Path) -> None:
     assert "legion: stopped" in out
     pid_line = (tmp_path / ".legion" / "logs" / "nats-server.log").read_text()
     assert "Server Exiting" in pid_line, "the embedded server was shut down, not orphaned"
+
+
+@pytest.mark.nats
+async def test_up_connects_to_an_external_nats_configured_with_nats_config(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    block = _run("nats", "config", ".", cwd=fleet)
+    assert block.returncode == 0, block.stderr
+    assert "resolver_preload" in block.stdout
+    external = EmbeddedNats(NatsServerSpec(state_dir=tmp_path / "ops", auth_config=block.stdout))
+    url = await external.start()
+    try:
+        (fleet / "legion.yaml").write_text(f"nats:\n  url: {url}\nagents:\n  alpha: {{}}\n")
+        result = _run("up", "--once", "--json", ".", cwd=fleet)
+        assert result.returncode == 0, result.stderr
+        health = json.loads(result.stdout)
+        assert health["embedded"] is False
+        assert health["nats_url"] == url
+        assert "stream EVENTS" in health["provisioned"]["created"]
+        assert not (fleet / ".legion" / "nats" / "jetstream").exists(), "no embedded server was started"
+    finally:
+        await external.stop()
