@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.legion-installed
-FLEET  ?= .
+FLEET  ?= examples/starter
 PYTEST_ARGS ?=
 
 .PHONY: up test lint fmt bench schema clean pin-uv help
