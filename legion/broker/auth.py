@@ -47,6 +47,8 @@ class FleetAuth:
             revocations=self._load_json("revocations.json"),
             _operator_jwt=self._load_operator_jwt(),
         )
+        if not (self.keys_dir / "operator.jwt").exists():
+            self._save()  # the operator JWT must never change once a server has seen it
 
     def _load_json(self, name: str) -> dict[str, Any]:
         path = self.keys_dir / name
@@ -97,8 +99,11 @@ class FleetAuth:
         """Mint a user for ``actor`` and (by default) write its creds file with mode 0600."""
         user = mint_user(self._account(kind), actor, permissions, expires_in=expires_in)
         key = f"{kind}:{actor}"
-        # keep the last few keys: older ones have expired (or will, before anyone could use them)
-        self._users[key] = [*self._users.get(key, [])[-7:], user.public_key]
+        previous = self._users.get(key, [])
+        if expires_in is not None:
+            # expiring credentials: keep the last few keys, older ones have expired by now
+            previous = previous[-7:]
+        self._users[key] = [*previous, user.public_key]  # never-expiring keys are all kept, to stay revocable
         self._save()
         if write:
             write_private(self.creds_path(actor, kind=kind), user.creds)
@@ -124,6 +129,18 @@ class FleetAuth:
     ) -> Path:
         self.issue(actor, "service", permissions or service_permissions(actor), expires_in=expires_in)
         return self.creds_path(actor)
+
+    def issued(self, kind: UserKind) -> list[str]:
+        """Names of the actors of ``kind`` that hold (unrevoked) credentials."""
+        prefix = f"{kind}:"
+        return sorted(k.removeprefix(prefix) for k in self._users if k.startswith(prefix))
+
+    def admin_creds(self) -> Path:
+        """The admin credential, minted once and reused (it does not expire; revoke it to rotate)."""
+        path = self.creds_path(ADMIN)
+        if path.exists() and f"admin:{ADMIN}" in self._users:
+            return path
+        return self.issue_admin()
 
     def revoke(self, actor: str, kind: UserKind = "agent") -> None:
         """Revoke every credential issued to ``actor`` and delete its creds file.

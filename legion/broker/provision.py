@@ -73,6 +73,29 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
     )
 
 
+def _stream_matches(current: StreamConfig, wanted: StreamConfig) -> bool:
+    return (
+        sorted(current.subjects or []) == sorted(wanted.subjects or [])
+        and current.retention == wanted.retention
+        and (current.max_age or 0) == (wanted.max_age or 0)
+        and current.max_msg_size == wanted.max_msg_size
+        and current.max_bytes == wanted.max_bytes
+        and (current.duplicate_window or 0) == (wanted.duplicate_window or 0)
+        and bool(current.allow_direct) == bool(wanted.allow_direct)
+        and (current.description or None) == (wanted.description or None)
+    )
+
+
+def _consumer_matches(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
+    return (
+        current.filter_subject == wanted.filter_subject
+        and current.ack_wait == wanted.ack_wait
+        and current.max_deliver == wanted.max_deliver
+        and current.max_ack_pending == wanted.max_ack_pending
+        and (current.description or None) == (wanted.description or None)
+    )
+
+
 async def _ensure_stream(broker: Broker, spec: StreamSpec, report: ProvisionReport) -> None:
     js = broker.js
     config = _stream_config(spec)
@@ -83,12 +106,7 @@ async def _ensure_stream(broker: Broker, spec: StreamSpec, report: ProvisionRepo
         report.created.append(f"stream {spec.name}")
         return
     current = info.config
-    if (
-        sorted(current.subjects or []) == sorted(spec.subjects)
-        and current.retention == config.retention
-        and (current.max_age or 0) == (config.max_age or 0)
-        and current.max_msg_size == config.max_msg_size
-    ):
+    if _stream_matches(current, config):
         report.unchanged.append(f"stream {spec.name}")
         return
     if current.retention != config.retention:
@@ -132,7 +150,7 @@ async def _ensure_consumer(broker: Broker, spec: ConsumerSpec, report: Provision
         await broker.js.add_consumer(spec.stream, config)
         report.created.append(f"consumer {spec.stream}/{spec.durable}")
         return
-    if info.config.filter_subject == spec.filter_subject and info.config.ack_wait == spec.ack_wait_s:
+    if _consumer_matches(info.config, config):
         report.unchanged.append(f"consumer {spec.stream}/{spec.durable}")
         return
     await broker.js.add_consumer(spec.stream, config)  # create with a changed config updates it

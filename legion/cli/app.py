@@ -43,7 +43,7 @@ app.add_typer(nats_app, name="nats")
 FleetDir = Annotated[
     Path, typer.Argument(envvar="LEGION_FLEET_DIR", help="fleet directory (holds legion.yaml and .legion/)")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
+JsonOpt = Annotated[bool, typer.Option("--json", envvar="LEGION_JSON", help="print JSON instead of text")]
 
 
 @contracts_app.command("schema")
@@ -115,7 +115,9 @@ async def _up(fleet_dir: Path, as_json: bool, once: bool) -> None:
 def up(
     fleet_dir: FleetDir = Path("."),
     as_json: JsonOpt = False,
-    once: Annotated[bool, typer.Option("--once", help="provision, report health and stop")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", envvar="LEGION_ONCE", help="provision, report health and stop")
+    ] = False,
 ) -> None:
     """Start the fleet's NATS (embedded by default), accounts, streams and credentials; report health."""
     asyncio.run(_up(fleet_dir, as_json, once))

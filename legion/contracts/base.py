@@ -2,7 +2,7 @@
 
 A contract is a frozen, keyword-only msgspec Struct with an explicit, versioned tag::
 
-    class TaskAssigned(Event, tag="task.assigned.v1"):
+    class AssignTask(Command, tag="task.assign.v1"):
         task_id: str
 
 The tag travels in the ``Legion-Type`` header and in the body's ``type`` field. Wire names are

@@ -7,7 +7,7 @@ from typing import Final
 __all__ = ["MSG_ID", "REQUEST_INFO", "ROLLUP", "SOURCE", "TRACE", "TYPE"]
 
 TYPE: Final = "Legion-Type"
-"""The contract tag of the body, e.g. ``task.assigned.v1``."""
+"""The contract tag of the body, e.g. ``task.assign.v1``."""
 TRACE: Final = "Legion-Trace"
 """Trace id, propagated from cause to effect."""
 SOURCE: Final = "Legion-Source"

@@ -148,7 +148,10 @@ def _format(path: Path, exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc.rsplit('.', 1)[-1]!r}; check its spelling (see docs/operations.md)"
-        lines.append(f"  {loc}: {msg} (got {value!r})" if err["type"] != "extra_forbidden" else f"  {loc}: {msg}")
+        if err["type"] == "extra_forbidden" or not err["loc"]:  # a cross-field check names its own keys
+            lines.append(f"  {msg}" if not err["loc"] else f"  {loc}: {msg}")
+        else:
+            lines.append(f"  {loc}: {msg} (got {value!r})")
     return "\n".join(lines)
 
 

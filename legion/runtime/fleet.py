@@ -54,11 +54,21 @@ class FleetNats:
 
     async def start(self) -> FleetHealth:
         cfg = self.config
-        admin_creds = self.auth.issue_admin()
+        admin_creds = self.auth.admin_creds()
+        removed = [name for name in self.auth.issued("agent") if name not in cfg.agents]
+        for name in removed:  # an agent taken out of legion.yaml loses its credentials now, not at expiry
+            self.auth.revoke(name, "agent")
+            log.info("agent.credentials_revoked", agent=name, reason="no longer in legion.yaml")
         for name, agent in cfg.agents.items():
             self.auth.issue_agent(name, projects=agent.projects)
         if cfg.nats.url:
             self.url = cfg.nats.url
+            if removed:
+                log.warning(
+                    "agent.revocation_needs_reload",
+                    agents=removed,
+                    fix="reload the external nats-server with the output of `legion nats config`",
+                )
         else:
             self.server = EmbeddedNats(
                 NatsServerSpec(

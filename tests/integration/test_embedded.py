@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from legion.broker import Broker, ConnectSpec, EmbeddedNats, FleetAuth, FleetLayout, NatsServerSpec, provision
+from legion.broker import (
+    Broker,
+    ConnectSpec,
+    ConsumerSpec,
+    EmbeddedNats,
+    FleetAuth,
+    FleetLayout,
+    NatsServerSpec,
+    StreamSpec,
+    provision,
+)
 from legion.contracts import ConfigError, TaskStarted, Unavailable
 from legion.contracts import subjects as subj
 
@@ -74,3 +84,26 @@ async def test_connect_to_stopped_server_is_unavailable(tmp_path: Path) -> None:
         await Broker.connect(
             ConnectSpec(url=url, creds=auth.creds_path("admin"), connect_timeout=1, max_reconnect_attempts=0)
         )
+
+
+async def test_provision_applies_changed_limits_in_place(tmp_path: Path) -> None:
+    auth, server = _server(tmp_path)
+    url = await server.start()
+    try:
+        async with await Broker.connect(ConnectSpec(url=url, creds=auth.creds_path("admin"))) as admin:
+            stream = StreamSpec(name="T", subjects=("t.>",), duplicate_window_s=60)
+            consumer = ConsumerSpec(stream="T", durable="c", filter_subject="t.a", max_deliver=5)
+            first = await provision(admin, FleetLayout(streams=(stream,), consumers=(consumer,)))
+            assert first.created == ["stream T", "consumer T/c"]
+            changed = await provision(
+                admin,
+                FleetLayout(
+                    streams=(StreamSpec(name="T", subjects=("t.>",), duplicate_window_s=30),),
+                    consumers=(ConsumerSpec(stream="T", durable="c", filter_subject="t.a", max_deliver=7),),
+                ),
+            )
+            assert changed.updated == ["stream T", "consumer T/c"]
+            assert (await admin.js.stream_info("T")).config.duplicate_window == 30
+            assert (await admin.js.consumer_info("T", "c")).config.max_deliver == 7
+    finally:
+        await server.stop()

@@ -42,7 +42,7 @@ def test_no_layer_imports_the_test_kit() -> None:
 
 
 def test_subject_literals_only_in_contracts() -> None:
-    pattern = re.compile(r"""["']legion\.(agent|vault|events|ledger|ext|stream|control|health)\.""")
+    pattern = re.compile(r"""["']legion\.(agent|vault|events|ledger|ext|stream|control|health|svc)\.""")
     bad = [
         str(p.relative_to(ROOT))
         for p in ROOT.rglob("*.py")

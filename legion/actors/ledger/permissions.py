@@ -1,0 +1,13 @@
+"""The ledger's NATS permissions: a service credential that may also append to LEDGER."""
+
+from __future__ import annotations
+
+from legion.broker import Permissions, service_permissions
+from legion.contracts import subjects as subj
+
+__all__ = ["ledger_permissions"]
+
+
+def ledger_permissions(actor: str = "ledger", *, service: str = "ledger") -> Permissions:
+    """Serve ``legion.svc.<service>.*``, append to ``legion.ledger.>``, emit its own events, use JetStream."""
+    return service_permissions(actor, serves=[subj.SERVICE.wildcard(service=service)], publishes=[subj.LEDGER_ALL])

@@ -1,0 +1,33 @@
+"""``python -m legion.actors.vault --fleet-dir DIR [--name vault]``: the vault as its own process.
+
+Keys come from ``LEGION_SYSTEM_<KEY>`` or ``<fleet>/.env``; ``LEGION_AGENTS_ACCOUNT`` (the AGENTS
+account public key, set by the launcher) pins who may call; ``LEGION_LEDGER_SERVICE`` names the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from legion.actors.vault.actor import Vault, VaultSpec, host_spec
+from legion.actors.vault.keys import ProviderKeys
+from legion.runtime.actor import Actor
+from legion.runtime.config import FleetConfig
+from legion.runtime.host import HostSpec
+from legion.runtime.process import run_actor_process
+
+AGENTS_ACCOUNT_ENV = "LEGION_AGENTS_ACCOUNT"
+LEDGER_SERVICE_ENV = "LEGION_LEDGER_SERVICE"
+
+
+async def factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:
+    keys = ProviderKeys.load(config, fleet_dir=fleet_dir)
+    spec = VaultSpec(
+        ledger_service=os.environ.get(LEDGER_SERVICE_ENV) or "ledger",
+        agents_account=os.environ.get(AGENTS_ACCOUNT_ENV) or None,
+    )
+    return Vault(name, config, keys, spec), host_spec()
+
+
+if __name__ == "__main__":
+    run_actor_process("vault", factory)
