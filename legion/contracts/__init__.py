@@ -17,6 +17,7 @@ from legion.contracts.errors import (
     RequestTimeout,
     Unavailable,
 )
+from legion.contracts.http import HTTP_ERROR_CODES, HttpError, HttpErrorCode, HttpRequest, HttpResponse
 from legion.contracts.ingest import ExternalEvent, IngestRejected
 from legion.contracts.ledger import (
     BudgetExceeded,
@@ -37,6 +38,7 @@ from legion.contracts.service import ServiceError
 from legion.contracts.vault import LlmChunk, LlmError, LlmReply, LlmRequest, ModelCalled
 
 __all__ = [
+    "HTTP_ERROR_CODES",
     "ActorName",
     "ActorStarted",
     "ActorStopped",
@@ -58,6 +60,10 @@ __all__ = [
     "Event",
     "ExternalEvent",
     "Heartbeat",
+    "HttpError",
+    "HttpErrorCode",
+    "HttpRequest",
+    "HttpResponse",
     "IngestRejected",
     "LedgerAck",
     "LegionError",

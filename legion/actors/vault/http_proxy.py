@@ -384,7 +384,7 @@ class HttpProxy:
 def _follow(out: _Outgoing, status: int, location: str) -> _Outgoing:
     """The request for the next hop of a redirect (RFC 9110 15.4, as browsers do)."""
     try:
-        url = out.url.join(URL(location)).with_fragment(None)
+        url = out.url.join(URL(location)).with_fragment(None).with_user(None)
     except (ValueError, TypeError) as exc:
         raise _Refused("invalid", f"the server redirected to an invalid URL: {exc}") from None
     method, body, headers = out.method, out.body, dict(out.headers)
