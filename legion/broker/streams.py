@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from legion.broker.permissions import agent_inbox_durable, bucket_name
@@ -43,7 +43,6 @@ class ConsumerSpec:
     max_ack_pending: int = 1000
     deliver_policy: Literal["all", "new"] = "all"
     description: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 EVENTS: Final = "EVENTS"

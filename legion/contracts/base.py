@@ -107,5 +107,9 @@ def contracts() -> dict[str, type[Message]]:
 
 
 def contract_for(tag: str) -> type[Message] | None:
-    """The contract class declared with ``tag``, or None."""
-    return contracts().get(tag)
+    """The contract class declared with ``tag``, or None. O(1) for known tags (the hot decode path);
+    an unknown tag re-scans the subclasses once, in case a contract was defined since."""
+    cls = _registry.get(tag)
+    if cls is None:
+        cls = contracts().get(tag)
+    return cls

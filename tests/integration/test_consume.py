@@ -25,6 +25,7 @@ def _spec(agent: AgentHandle, **kw: object) -> ConsumeSpec:
         "stream": INBOX,
         "durable": agent_inbox_durable(agent.name),
         "batch": 8,
+        "expires_s": 1.0,  # stop() waits for outstanding pulls to expire: keep the tests quick
         "max_deliver": 3,
         "backoff_s": (0.05,),
         "dead_letter_source": agent.name,
@@ -225,3 +226,68 @@ async def test_request_without_responder_is_unavailable_at_once(legion_fleet: Te
     agent, broker = await _agent(legion_fleet)
     with pytest.raises(Unavailable, match="no responders"):
         await asyncio.wait_for(broker.request_raw(subj.VAULT_LLM.render(agent=agent.name), b"{}", timeout=60), 10)
+
+
+async def test_prefetched_messages_are_kept_alive_not_handled_twice(legion_fleet: TestFleet) -> None:
+    """ack_wait 1 s, 6 messages prefetched at once, one handler taking 0.4 s each: the queued ones
+    must not be redelivered while they wait (each is handled exactly once)."""
+    fleet = legion_fleet
+    agent, broker = await _agent(fleet)
+    durable = agent_inbox_durable(agent.name)
+    config = (await fleet.admin.js.consumer_info(INBOX, durable)).config
+    config.ack_wait = 1.0
+    await fleet.admin.js.add_consumer(INBOX, config)
+    await _send(fleet, agent, *(f"t{i}" for i in range(6)))
+    handled: list[tuple[str, int]] = []
+    done = asyncio.Event()
+    work_s = 0.4
+
+    async def handle(d: Delivery) -> None:
+        assert isinstance(d.message, AssignTask)
+        handled.append((d.message.task_id, d.deliveries))
+        await asyncio.sleep(work_s)  # simulated slow work; six of them exceed ack_wait
+        if len(handled) == 6:
+            done.set()
+
+    consumer = PullConsumer(broker, _spec(agent, in_progress_every_s=0.3), handle)
+    await _run_until(consumer, done, timeout=20)
+    assert sorted(handled) == [(f"t{i}", 1) for i in range(6)]
+    assert await _pending(fleet, agent) == (0, 0)
+
+
+async def test_a_restarted_consumer_gets_unhandled_messages_at_once(legion_fleet: TestFleet) -> None:
+    """Stopping nak's what was prefetched but never started, so the next run gets it right away
+    (not after ack_wait, here 60 s: only a prompt hand-back passes within the test's deadline)."""
+    fleet = legion_fleet
+    agent, broker = await _agent(fleet)
+    durable = agent_inbox_durable(agent.name)
+    config = (await fleet.admin.js.consumer_info(INBOX, durable)).config
+    config.ack_wait = 60.0
+    await fleet.admin.js.add_consumer(INBOX, config)
+    await _send(fleet, agent, "a", "b", "c")
+    started, release = asyncio.Event(), asyncio.Event()
+    first_run: list[str] = []
+
+    async def slow(d: Delivery) -> None:
+        first_run.append(getattr(d.message, "task_id", "?"))
+        started.set()
+        await release.wait()
+
+    consumer = PullConsumer(broker, _spec(agent), slow)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(consumer.run())
+        await asyncio.wait_for(started.wait(), 10)
+        consumer.stop()
+        release.set()
+        await task
+    assert first_run == ["a"], "queued messages were not started after stop"
+    second_run: list[str] = []
+    done = asyncio.Event()
+
+    async def fast(d: Delivery) -> None:
+        second_run.append(getattr(d.message, "task_id", "?"))
+        if len(second_run) == 2:
+            done.set()
+
+    await _run_until(PullConsumer(broker, _spec(agent), fast), done, timeout=15)
+    assert sorted(second_run) == ["b", "c"]

@@ -87,7 +87,9 @@ async def test_host_serves_requests_consumes_and_shuts_down(legion_fleet: TestFl
     broker = await fleet.connect(service, name=name)
     toy = Toy(name)
     spec = HostSpec(
-        consumers=(ConsumeSpec(stream=INBOX, durable=agent_inbox_durable(agent.name), dead_letter_source=name),),
+        consumers=(
+            ConsumeSpec(stream=INBOX, durable=agent_inbox_durable(agent.name), dead_letter_source=name, expires_s=1.0),
+        ),
         services=(ServiceSpec(subject=subj.SERVICE.wildcard(service=name), queue=name),),
         heartbeat_s=0.2,
     )
