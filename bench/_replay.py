@@ -182,7 +182,7 @@ async def replay_round(env: Env, data: ReplayData, rep: int, progress: Callable[
             projection = await UsageProjection.open(db_path) if variant == REPLAY_SQLITE else None
             try:
                 handle = _replay_handler(projection, data, s.batch)
-                spec = ConsumeSpec(stream=LEDGER, durable=name, batch=s.batch)
+                spec = ConsumeSpec(stream=LEDGER, durable=name, batch=s.batch, expires_s=1.0)
                 elapsed = await drive_pull_consumer(admin, spec, handle, producer=None, timeout=s.timeout_s)
                 if projection is not None:
                     await projection.check(data)

@@ -311,7 +311,7 @@ async def _throughput_one(env: Env, conns: _Conns, variant: str, mode: str) -> d
                 consumer_broker, agent, s.tp_msgs, batch=s.batch, producer=producer, timeout=s.timeout_s
             )
         else:
-            spec = ConsumeSpec(stream=INBOX, durable=agent_inbox_durable(agent), batch=s.batch)
+            spec = ConsumeSpec(stream=INBOX, durable=agent_inbox_durable(agent), batch=s.batch, expires_s=1.0)
             elapsed = await drive_pull_consumer(consumer_broker, spec, count, producer=producer, timeout=s.timeout_s)
         result[mode] = s.tp_msgs / elapsed
     finally:
