@@ -115,8 +115,10 @@ class ActorHost:
         try:
             await self._stopping.wait()
         finally:
+            # drain, not unsubscribe: requests the server already delivered to us are still served
+            # (with unsubscribe they were dropped and their callers waited for a timeout)
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
     # -- heartbeats and lifecycle ----------------------------------------------------------
     async def _heartbeats(self) -> None:

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 
 import msgspec
 import structlog
 
-from legion.actors.ledger.budgets import Budgets
 from legion.actors.ledger.feed import FeedSpec, StreamFeed
 from legion.actors.ledger.model import Changes, Snapshot
-from legion.actors.ledger.state import LedgerState
+from legion.actors.ledger.spec import LedgerSpec, ReplayStats
+from legion.actors.ledger.state import MAX_TTL_S, LedgerState
 from legion.actors.ledger.store import LedgerStore
 from legion.actors.ledger.wire import (
     EXPECTED_LAST_SEQUENCE,
@@ -43,53 +42,20 @@ from legion.actors.ledger.wire import (
     release_msg_id,
     reserve_msg_id,
 )
-from legion.broker import LEDGER, Broker, PubAck, new_id
+from legion.broker import Broker, PubAck, new_id
 from legion.contracts import subjects as subj
 from legion.contracts.base import Message
-from legion.contracts.errors import ConcurrencyConflict, ConfigError, NotFound, Unavailable
+from legion.contracts.errors import ConcurrencyConflict, ConfigError, LegionError, NotFound, Unavailable
 from legion.contracts.ledger import Commit, CostsQuery, CostsReport, LedgerAck, Release, Reserve, Reserved
 from legion.contracts.names import validate_token
 from legion.runtime.actor import Actor, Context, handler
 
-__all__ = ["Ledger", "LedgerSpec", "ReplayStats"]
+__all__ = ["Ledger"]
 
 log = structlog.get_logger("legion.actors.ledger")
 
 _STATUS = "Status"
 _SEQUENCE = "Nats-Sequence"
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerSpec:
-    db_path: Path
-    budgets: Budgets = field(default_factory=Budgets)
-    stream: str = LEDGER
-    sweep_s: float = 1.0
-    """How often open reservations are checked for expiry and pending alerts are raised."""
-    wait_s: float = 10.0
-    """How long an append may take to come back through the feed."""
-    catch_up_s: float = 900.0
-    heartbeat_s: float = 2.0
-    max_conflicts: int = 64
-    clock: Callable[[], int] = time.time_ns
-    """Wall clock in ns since the epoch: decides the current period and what has expired."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayStats:
-    """How the start-up catch-up went: events applied from the stream and the time it took."""
-
-    from_seq: int
-    to_seq: int
-    seconds: float
-
-    @property
-    def events(self) -> int:
-        return self.to_seq - self.from_seq
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
 def _invalid_names(agent: str, project: str) -> str:
@@ -120,6 +86,9 @@ class Ledger(Actor):
         self._feed: StreamFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unwritten: Changes | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stopped = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def on_start(self, ctx: Context) -> None:
@@ -151,7 +120,8 @@ class Ledger(Actor):
             self._on_record,
             after_seq=snap.last_seq,
         )
-        self._tasks.append(asyncio.create_task(self._flusher(), name="ledger-flush"))
+        self._flush_task = asyncio.create_task(self._flusher(), name="ledger-flush")
+        self._tasks.append(self._flush_task)
         await feed.start()
         async with asyncio.timeout(spec.catch_up_s):
             await feed.caught_up.wait()
@@ -164,9 +134,13 @@ class Ledger(Actor):
 
     async def on_stop(self) -> None:
         """Stop the background tasks and the feed, write what is left, close SQLite. Safe to call twice."""
+        self._stopping = True
+        self._stopped.set()
+        self._dirty.set()  # the flusher finishes its batch and exits; the sweeper is cancelled
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
+            if task is not self._flush_task:
+                task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -202,11 +176,18 @@ class Ledger(Actor):
                     if not state.has_changes:
                         return
                     self._unwritten = state.take_changes()
-                await store.write(self._unwritten)  # on failure the same batch is retried next time
-                self._unwritten = None
+                # a cancelled caller must not cut a transaction short: the write runs to its end
+                write = asyncio.ensure_future(store.write(self._unwritten))
+                try:
+                    await asyncio.shield(write)
+                finally:
+                    if not write.done():
+                        await asyncio.wait({write})
+                    if not write.cancelled() and write.exception() is None:
+                        self._unwritten = None  # on failure the same batch is retried next time
 
     async def _flusher(self) -> None:
-        while True:
+        while not self._stopping:
             await self._dirty.wait()
             self._dirty.clear()
             try:
@@ -214,16 +195,15 @@ class Ledger(Actor):
             except sqlite3.Error:
                 log.exception("ledger.flush_failed", actor=self.name)
                 self._dirty.set()
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._stopped.wait()
 
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(self.spec.sweep_s)
-            try:
-                async with self._lane:
-                    await self._settle(new_id())
-            except Unavailable as exc:
-                log.warning("ledger.sweep_failed", actor=self.name, error=str(exc))
+            async with self._lane:
+                await self._settle(new_id())
 
     # -- appending ------------------------------------------------------------------------------
     def _parts(self) -> tuple[LedgerState, StreamFeed, Broker]:
@@ -273,9 +253,9 @@ class Ledger(Actor):
         await feed.wait_applied(int(headers.get(_SEQUENCE, seq + 1)), self.spec.wait_s)
         return False
 
-    async def _settle(self, trace: str) -> None:
-        """In the lane: record expired reservations, then raise pending BudgetExceeded alerts."""
-        state, _, broker = self._parts()
+    async def _expire(self, trace: str) -> None:
+        """In the lane: record a Release(reason="expired") for each reservation past its TTL."""
+        state, _, _ = self._parts()
         conflicts = self._conflicts()
         while (res := state.next_expired(self.spec.clock())) is not None:
             release = Release(reservation_id=res.reservation_id, reason="expired")
@@ -283,17 +263,39 @@ class Ledger(Actor):
             msg_id = release_msg_id(res.reservation_id, res.seq)
             if await self._append(state.last_seq, subject, release, msg_id=msg_id, trace=trace) is None:
                 next(conflicts)
+
+    async def _raise_alerts(self, trace: str) -> None:
+        """In the lane: emit each pending BudgetExceeded to EVENTS, then record it on LEDGER.
+
+        EVENTS first: a crash in between emits it again (de-duplicated by its msg id within the
+        window) rather than never. Once recorded on LEDGER, a rebuilt projection knows it was raised.
+        """
+        state, _, broker = self._parts()
+        conflicts = self._conflicts()
         emitter = Context(broker=broker, actor=self.name, trace=trace, log=self.log)
         while alerts := state.pending_alerts():
             alert = alerts[0]
             expected = state.last_seq
-            await emitter.emit(alert.event(), msg_id=alert.msg_id)  # EVENTS first: a crash re-raises, never loses
+            await emitter.emit(alert.event(), msg_id=alert.msg_id)
             subject = ledger_subject(alert.agent, OP_ALERT)
             headers = {PERIOD_KEY: alert.key}
-            if await self._append(expected, subject, alert.event(), msg_id=alert.msg_id, trace=trace, headers=headers):
-                log.info("ledger.budget_alert", scope=alert.scope, name=alert.name, period=alert.key, level=alert.level)
-            else:
+            ack = await self._append(
+                expected, subject, alert.event(), msg_id=alert.msg_id, trace=trace, headers=headers
+            )
+            if ack is None:
                 next(conflicts)
+                continue
+            log.info(
+                "ledger.budget_alert", scope=alert.scope, name=alert.name, period=alert.key, alert_level=alert.level
+            )
+
+    async def _settle(self, trace: str) -> None:
+        """Expire and raise alerts; failures are logged, the next sweep tries again."""
+        try:
+            await self._expire(trace)
+            await self._raise_alerts(trace)
+        except LegionError as exc:
+            log.warning("ledger.settle_failed", actor=self.name, error=str(exc))
 
     # -- handlers -------------------------------------------------------------------------------
     @handler
@@ -301,11 +303,13 @@ class Ledger(Actor):
         """Hold budget for a call; granted only if it fits every budget of the agent and its project."""
         rid = req.reservation_id
         invalid = _invalid_names(req.agent, req.project)
+        if not invalid and not (math.isfinite(req.ttl_s) and req.ttl_s > 0):
+            invalid = f"ttl_s {req.ttl_s} must be a number of seconds > 0 (at most {MAX_TTL_S:g})"
         if invalid:
             return Reserved(reservation_id=rid, granted=False, reason=invalid)
         state, _, _ = self._parts()
         async with self._lane:
-            await self._settle(ctx.trace)
+            await self._expire(ctx.trace)
             for _ in self._conflicts():
                 expected = state.last_seq
                 decision = state.decide_reserve(req, self.spec.clock())
@@ -384,6 +388,11 @@ class Ledger(Actor):
         return await self._store.costs(req)
 
     # -- inspection -----------------------------------------------------------------------------
+    async def wait_applied(self, seq: int, timeout: float = 10.0) -> None:
+        """Return once this ledger has applied the LEDGER stream up to ``seq`` (Unavailable after ``timeout``)."""
+        _, feed, _ = self._parts()
+        await feed.wait_applied(seq, timeout)
+
     @property
     def state(self) -> LedgerState:
         """The live state (read-only use: tests and diagnostics)."""

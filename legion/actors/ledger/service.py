@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from legion.actors.ledger.actor import Ledger, LedgerSpec
+from legion.actors.ledger.actor import Ledger
 from legion.actors.ledger.budgets import Budgets
+from legion.actors.ledger.spec import LedgerSpec
 from legion.contracts import subjects as subj
 from legion.runtime.actor import Actor
 from legion.runtime.config import FleetConfig

@@ -8,7 +8,9 @@ floats. The file can be deleted at any time: the ledger rebuilds it from the str
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -139,10 +141,18 @@ class LedgerStore:
         return snap
 
     async def write(self, changes: Changes) -> None:
-        """Apply ``changes`` and record ``changes.last_seq``, in one transaction."""
+        """Apply ``changes`` and record ``changes.last_seq``, in one transaction.
+
+        A batch at or below the stored sequence was already written and is skipped, so retrying a
+        batch whose COMMIT went through is harmless.
+        """
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
+            rows = await self._all("SELECT value FROM meta WHERE key = 'last_seq'")
+            if rows and int(rows[0][0]) >= changes.last_seq:
+                await db.execute("COMMIT")
+                return
             if changes.reservations_deleted:
                 await db.executemany(
                     "DELETE FROM reservations WHERE reservation_id = ?", [(r,) for r in changes.reservations_deleted]
@@ -201,8 +211,13 @@ class LedgerStore:
             )
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            await self._rollback()
             raise
+
+    async def _rollback(self) -> None:
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await self.db.execute("ROLLBACK")
 
     async def reset(self) -> None:
         """Forget everything (the stream was re-created): the next load starts from sequence 0."""
@@ -213,7 +228,7 @@ class LedgerStore:
             await self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             await self.db.execute("COMMIT")
         except BaseException:
-            await self.db.execute("ROLLBACK")
+            await self._rollback()
             raise
 
     # -- queries --------------------------------------------------------------------------------
