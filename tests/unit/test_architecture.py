@@ -55,6 +55,9 @@ PUBLIC = {
     "legion.contracts": {"AssignTask", "Codec", "PermissionDenied", "UnknownEvent", "decode", "encode", "subjects"},
     "legion.broker": {"Broker", "EmbeddedNats", "FleetAuth", "PullConsumer", "provision", "agent_permissions"},
     "legion.testing": {"NatsTestServer", "TestFleet", "FakeLlmServer", "Reply", "LlmErrorReply", "ToolCall"},
+    "legion.runtime": {"FleetConfig", "FleetNats", "load_config"},
+    "legion.actors.vault": {"Vault", "VaultSpec", "ProviderKeys", "host_spec", "vault_permissions", "identify_caller"},
+    "legion.actors.ledger": {"Ledger", "LedgerSpec", "Budgets", "ledger_host_spec", "ledger_permissions"},
 }
 
 
