@@ -102,7 +102,7 @@ class ActorHost:
             headers[h.TRACE] = trace
             await self.broker.nc.publish(msg.reply, data, headers=headers)
 
-    async def _service_loop(self, spec: ServiceSpec, tg: asyncio.TaskGroup) -> None:
+    async def _service_loop(self, spec: ServiceSpec, tg: asyncio.TaskGroup, subscribed: asyncio.Event) -> None:
         limit = asyncio.Semaphore(spec.concurrency)
 
         async def on_msg(msg: Msg) -> None:
@@ -112,6 +112,7 @@ class ActorHost:
             task.add_done_callback(self._inflight.discard)
 
         sub = await self.broker.subscribe(spec.subject, on_msg, queue=spec.queue)
+        subscribed.set()
         try:
             await self._stopping.wait()
         finally:
@@ -153,8 +154,13 @@ class ActorHost:
                     consumer = PullConsumer(self.broker, cspec, self._on_delivery)
                     self._consumers.append(consumer)
                     tg.create_task(consumer.run(), name=f"consume-{cspec.durable}")
+                subscribed = []
                 for sspec in self.spec.services:
-                    tg.create_task(self._service_loop(sspec, tg), name=f"serve-{sspec.subject}")
+                    event = asyncio.Event()
+                    subscribed.append(event)
+                    tg.create_task(self._service_loop(sspec, tg, event), name=f"serve-{sspec.subject}")
+                for event in subscribed:  # ActorStarted and `ready` mean "requests are answered now"
+                    await event.wait()
                 tg.create_task(self._heartbeats(), name="heartbeats")
                 await self._announce(ActorStarted(actor=self.actor.name, kind=self.actor.kind, pid=os.getpid()))
                 self.ready.set()
