@@ -1,9 +1,9 @@
 """A pull-consumer loop for durable consumers that the launcher created.
 
 It keeps about two MSG.NEXT requests of ``batch`` messages outstanding and reads replies in a
-subscription callback. Measured with bench/broker_bench.py (nats-py 2.16): about 1.1-1.25x the rate
-of nats-py's ``fetch()`` loop, not the 5x seen earlier; we keep it for the control it gives over
-prefetch, keep-alive and shutdown.
+subscription callback. Measured with bench/broker_bench.py (nats-py 2.16, two noisy runs): nats-py's
+``fetch()`` loop reached 0.61-0.91x of its rate, not the 5x gap seen earlier; we keep it for that
+and for the control it gives over prefetch, keep-alive and shutdown.
 
 Per message: decode leniently, run the handler, then ack (so the message goes away only after
 its effect is durable). A failing handler is nak'ed with backoff; once a message has been

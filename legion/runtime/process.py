@@ -60,8 +60,9 @@ async def _main(kind: str, factory: ActorFactory, args: argparse.Namespace) -> N
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop unless LEGION_UVLOOP=0. bench/broker_bench.py measured +2.5-10 % on request/reply and
-    publish-ack latency (p50) against asyncio's loop on the same run: small, but free."""
+    """uvloop unless LEGION_UVLOOP=0. bench/broker_bench.py measured +2.5-20 % on request/reply and
+    publish-ack latency (p50) against asyncio's loop in the same run (noisy, shared machine): small,
+    but free."""
     if os.environ.get("LEGION_UVLOOP", "1") == "0":
         return None
     try:
