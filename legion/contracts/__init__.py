@@ -35,10 +35,20 @@ from legion.contracts.lifecycle import ActorStarted, ActorStopped, DeadLettered,
 from legion.contracts.names import ActorName, AgentName, ProjectName, SourceName, validate_token
 from legion.contracts.schema import json_schemas, write_schemas
 from legion.contracts.service import ServiceError
-from legion.contracts.vault import LlmChunk, LlmError, LlmReply, LlmRequest, ModelCalled
+from legion.contracts.vault import (
+    LLM_ERROR_CODES,
+    LlmChunk,
+    LlmError,
+    LlmErrorCode,
+    LlmRefused,
+    LlmReply,
+    LlmRequest,
+    ModelCalled,
+)
 
 __all__ = [
     "HTTP_ERROR_CODES",
+    "LLM_ERROR_CODES",
     "ActorName",
     "ActorStarted",
     "ActorStopped",
@@ -69,6 +79,8 @@ __all__ = [
     "LegionError",
     "LlmChunk",
     "LlmError",
+    "LlmErrorCode",
+    "LlmRefused",
     "LlmReply",
     "LlmRequest",
     "Message",

@@ -1,15 +1,31 @@
-"""The vault's request/reply contracts (``legion.vault.<agent>.llm``) and token stream chunks."""
+"""The vault's LLM contracts (``legion.vault.<agent>.llm``), token stream chunks and the vault's events."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final, Literal
 
 import msgspec
 
 from legion.contracts.base import Event, Reply, Request
 
-__all__ = ["LlmChunk", "LlmError", "LlmReply", "LlmRequest", "ModelCalled"]
+__all__ = [
+    "LLM_ERROR_CODES",
+    "LlmChunk",
+    "LlmError",
+    "LlmErrorCode",
+    "LlmRefused",
+    "LlmReply",
+    "LlmRequest",
+    "ModelCalled",
+]
+
+LlmErrorCode = Literal["denied", "policy", "invalid", "budget", "provider", "timeout", "internal"]
+"""Why the vault did not answer with an :class:`LlmReply` (see :class:`LlmError`)."""
+
+LLM_ERROR_CODES: Final[frozenset[str]] = frozenset(
+    ("denied", "policy", "invalid", "budget", "provider", "timeout", "internal")
+)
 
 
 class LlmRequest(Request, frozen=True, kw_only=True, tag="llm.request.v1"):
@@ -23,6 +39,9 @@ class LlmRequest(Request, frozen=True, kw_only=True, tag="llm.request.v1"):
     temperature: float | None = None
     stream: bool = False
     session: str = ""
+    project: str = ""
+    """The project billed for the call; one of the agent's ``projects`` in legion.yaml. Empty: the
+    agent's only project if it has exactly one, else no project (only the agent's budgets apply)."""
 
 
 class LlmReply(Reply, frozen=True, kw_only=True, tag="llm.reply.v1"):
@@ -46,7 +65,19 @@ class LlmChunk(Event, frozen=True, kw_only=True, tag="llm.chunk.v1"):
 
 
 class LlmError(Reply, frozen=True, kw_only=True, tag="llm.error.v1"):
-    """The vault could not answer. ``code`` is one of: policy, budget, provider, timeout, invalid."""
+    """The vault could not answer. ``code`` is one of :data:`LLM_ERROR_CODES`:
+
+    - ``denied``: the request cannot be attributed to the agent of its subject (it did not come
+      through the AGENTS service import, or came from another agent or account);
+    - ``policy``: legion.yaml forbids it (the agent may not call models, or this model, or bill
+      this project; the model has no known price);
+    - ``invalid``: a malformed request (``max_tokens`` <= 0, a stream without a valid session), or
+      one the provider rejected as invalid;
+    - ``budget``: the ledger refused the reservation, or did not answer (``retryable``);
+    - ``provider``: every model of the failover chain failed, is cooling down, or has no key;
+    - ``timeout``: the last model tried did not answer in time;
+    - ``internal``: a bug in the vault (the message names the error type only).
+    """
 
     request_id: str
     code: str
@@ -66,3 +97,18 @@ class ModelCalled(Event, frozen=True, kw_only=True, tag="model.called.v1"):
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
     ok: bool = True
+
+
+class LlmRefused(Event, frozen=True, kw_only=True, tag="llm.refused.v1"):
+    """Recorded by the vault for a call it refused before reaching a model; ``code`` as in :class:`LlmError`.
+
+    ``agent`` is the agent of the subject; ``claimed`` what the server said the caller is (``name_tag``
+    of its JWT), which differs from ``agent`` when someone asked as another agent.
+    """
+
+    request_id: str
+    agent: str
+    model: str = ""
+    code: str
+    reason: str
+    claimed: str = ""

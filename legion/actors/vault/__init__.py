@@ -1,19 +1,55 @@
-"""The credential vault: the only process holding provider keys; serves LLM calls for agents.
+"""The credential vault: the only process holding provider keys and agent credentials; serves LLM
+calls (``legion.vault.<agent>.llm``) and credentialed HTTP calls (``legion.vault.<agent>.http``).
 
-    vault = Vault("vault", config, ProviderKeys.load(config, fleet_dir=fleet_dir), VaultSpec(...))
+    keys = ProviderKeys.load(config, fleet_dir=fleet_dir)
+    vault = Vault("vault", config, keys, VaultSpec(...), credentials=CredentialStore.load(fleet_dir))
     host = ActorHost(vault, broker, host_spec())
 
-See DESIGN.md sections 3 and 5. The HTTP proxy (``legion.vault.<agent>.http``) lives beside it.
+See DESIGN.md sections 3 and 5.
+
+Names are imported on first use: importing this package (say, for :func:`vault_permissions` in the
+launcher, or ``legion.actors.vault.ssrf``) does not import LiteLLM, which takes seconds.
 """
 
 from __future__ import annotations
 
-from legion.actors.vault.actor import QUEUE, Vault, VaultSpec, host_spec, vault_permissions
-from legion.actors.vault.caller import Caller, CallerDenied, RequestInfo, identify_caller
-from legion.actors.vault.events import LlmRefused
-from legion.actors.vault.health import AUTH_COOLDOWN_S, TRANSIENT_COOLDOWNS_S, Clock, FailureKind, ModelHealth
-from legion.actors.vault.keys import ProviderKeys, key_env_name
-from legion.actors.vault.pricing import TokenPrice, price_of
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from legion.actors.vault.actor import Vault, VaultSpec
+    from legion.actors.vault.caller import Caller, CallerDenied, RequestInfo, identify_caller
+    from legion.actors.vault.credentials import CredentialStore
+    from legion.actors.vault.health import AUTH_COOLDOWN_S, TRANSIENT_COOLDOWNS_S, Clock, FailureKind, ModelHealth
+    from legion.actors.vault.hosting import QUEUE, host_spec, vault_permissions
+    from legion.actors.vault.http_proxy import HttpProxySpec
+    from legion.actors.vault.keys import ProviderKeys, key_env_name
+    from legion.actors.vault.pricing import TokenPrice, price_of
+    from legion.actors.vault.ssrf import SsrfExemption
+
+_WHERE = {
+    "QUEUE": "hosting",
+    "Vault": "actor",
+    "VaultSpec": "actor",
+    "host_spec": "hosting",
+    "vault_permissions": "hosting",
+    "Caller": "caller",
+    "CallerDenied": "caller",
+    "RequestInfo": "caller",
+    "identify_caller": "caller",
+    "CredentialStore": "credentials",
+    "HttpProxySpec": "http_proxy",
+    "SsrfExemption": "ssrf",
+    "AUTH_COOLDOWN_S": "health",
+    "TRANSIENT_COOLDOWNS_S": "health",
+    "Clock": "health",
+    "FailureKind": "health",
+    "ModelHealth": "health",
+    "ProviderKeys": "keys",
+    "key_env_name": "keys",
+    "TokenPrice": "pricing",
+    "price_of": "pricing",
+}
 
 __all__ = [
     "AUTH_COOLDOWN_S",
@@ -22,11 +58,13 @@ __all__ = [
     "Caller",
     "CallerDenied",
     "Clock",
+    "CredentialStore",
     "FailureKind",
-    "LlmRefused",
+    "HttpProxySpec",
     "ModelHealth",
     "ProviderKeys",
     "RequestInfo",
+    "SsrfExemption",
     "TokenPrice",
     "Vault",
     "VaultSpec",
@@ -36,3 +74,16 @@ __all__ = [
     "price_of",
     "vault_permissions",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,15 +1,19 @@
 """``python -m legion.actors.vault --fleet-dir DIR [--name vault]``: the vault as its own process.
 
-Keys come from ``LEGION_SYSTEM_<KEY>`` or ``<fleet>/.env``; ``LEGION_AGENTS_ACCOUNT`` (the AGENTS
-account public key, set by the launcher) pins who may call; ``LEGION_LEDGER_SERVICE`` names the ledger.
+Provider keys come from ``LEGION_SYSTEM_<KEY>`` and agent credentials from ``LEGION_CRED_<NAME>``,
+each from the environment, else ``<fleet>/.env``. ``LEGION_AGENTS_ACCOUNT`` (the AGENTS account
+public key, set by the launcher) pins who may call; ``LEGION_LEDGER_SERVICE`` names the ledger.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
-from legion.actors.vault.actor import Vault, VaultSpec, host_spec
+from legion.actors.vault.actor import Vault, VaultSpec
+from legion.actors.vault.credentials import CredentialStore
+from legion.actors.vault.hosting import host_spec
 from legion.actors.vault.keys import ProviderKeys
 from legion.runtime.actor import Actor
 from legion.runtime.config import FleetConfig
@@ -26,7 +30,13 @@ async def factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Acto
         ledger_service=os.environ.get(LEDGER_SERVICE_ENV) or "ledger",
         agents_account=os.environ.get(AGENTS_ACCOUNT_ENV) or None,
     )
-    return Vault(name, config, keys, spec), host_spec()
+    vault = Vault(name, config, keys, spec, credentials=CredentialStore.load(fleet_dir))
+    # LiteLLM leaves ~320k objects on the heap, and a full collection that scans them all stalls the
+    # event loop for ~140 ms (every call in flight waits, budget refusals included). They live as long
+    # as the process: collect once, then freeze them out of every later collection.
+    gc.collect()
+    gc.freeze()
+    return vault, host_spec()
 
 
 if __name__ == "__main__":

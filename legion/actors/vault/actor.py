@@ -1,7 +1,8 @@
-"""The vault actor: serves ``legion.vault.<agent>.llm`` for every agent, with the fleet's provider keys.
+"""The vault actor: serves ``legion.vault.<agent>.llm`` and ``legion.vault.<agent>.http`` for every agent.
 
 Many instances may run (queue group ``vault``); each holds its own model health and nothing else,
-so none assumes it is the only one. Configuration and keys are read once, at construction.
+so none assumes it is the only one. Configuration, provider keys and agent credentials are read
+once, at construction.
 """
 
 from __future__ import annotations
@@ -9,23 +10,30 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
+import msgspec
+import structlog
+
+from legion.actors.vault.caller import CallerDenied, identify_caller
 from legion.actors.vault.calls import CallSettings, LlmCall
+from legion.actors.vault.credentials import CredentialStore
 from legion.actors.vault.health import Clock, ModelHealth
+from legion.actors.vault.http_proxy import HttpProxy, HttpProxySpec
 from legion.actors.vault.keys import ProviderKeys, install_log_scrubber, uninstall_log_scrubber
 from legion.actors.vault.policy import Policy
-from legion.broker import Permissions, service_permissions
 from legion.contracts import subjects as subj
+from legion.contracts.http import HttpError, HttpRequest, HttpResponse
 from legion.contracts.vault import LlmError, LlmReply, LlmRequest
 from legion.runtime.actor import Actor, Context, handler
 from legion.runtime.config import FleetConfig
-from legion.runtime.host import HostSpec, ServiceSpec
 
-__all__ = ["QUEUE", "Vault", "VaultSpec", "host_spec", "vault_permissions"]
+__all__ = ["Vault", "VaultSpec"]
 
-QUEUE = "vault"
+# log event names
+INTERNAL_ERROR: Final = "vault.internal_error"
+HTTP_DENIED: Final = "vault.http.denied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,8 @@ class VaultSpec:
     default_max_tokens: int = 4096
     """Cap on completion tokens when neither the request, the agent nor the model sets one."""
     reservation_ttl_s: float = 300.0
+    http: HttpProxySpec = field(default_factory=HttpProxySpec)
+    """Limits of the HTTP proxy (and, in tests only, its SSRF exemptions)."""
 
 
 class Vault(Actor):
@@ -50,8 +60,11 @@ class Vault(Actor):
         keys: ProviderKeys,
         spec: VaultSpec | None = None,
         *,
+        credentials: CredentialStore | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
+        """``credentials``: the agent-tier credentials of the HTTP proxy (``CredentialStore.load(fleet_dir)``);
+        None holds none, so only calls without ``$CRED{name}`` handles can succeed."""
         super().__init__(name)
         self.spec = spec or VaultSpec()
         self.keys = keys
@@ -66,6 +79,9 @@ class Vault(Actor):
             reservation_ttl_s=self.spec.reservation_ttl_s,
             agents_account=self.spec.agents_account,
         )
+        store = credentials if credentials is not None else CredentialStore({})
+        self.http_proxy = HttpProxy(config, store, spec=self.spec.http)
+        self._redact_credentials = store.redactor()
 
     async def on_start(self, ctx: Context) -> None:
         install_log_scrubber(self.keys)
@@ -73,12 +89,16 @@ class Vault(Actor):
             "vault.ready",
             models=sorted(self.policy.routes),
             keys=self.keys.names(),
+            credentials=sorted(self.http_proxy.credentials.names()),
             unpriced=self.policy.unpriced(),
             keyless=self.policy.keyless(),
             agents_account_pinned=self.spec.agents_account is not None,
         )
         if self.spec.agents_account is None:
             self.log.warning("vault.agents_account_unpinned")
+        if self.spec.http.ssrf_exemptions:
+            exempt = [f"{e.network}:{e.port}" for e in self.spec.http.ssrf_exemptions]
+            self.log.warning("vault.http.ssrf_exemptions", exemptions=exempt)
 
     async def on_stop(self) -> None:
         uninstall_log_scrubber(self.keys)
@@ -90,33 +110,61 @@ class Vault(Actor):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - never let the host format an error that may hold a key
-            self.log.error(  # noqa: TRY400 - no exc_info: a traceback's text is scrubbed into `detail` instead
-                "vault.internal_error",
-                error_type=type(exc).__name__,
-                detail=self.keys.scrub("".join(traceback.format_exception(exc))),
-            )
+            self._internal_error(exc)
             return LlmError(
                 request_id=req.request_id, code="internal", message=f"internal error ({type(exc).__name__})"
             )
 
+    @handler
+    async def http(self, req: HttpRequest, ctx: Context) -> HttpResponse | HttpError:
+        """Make an HTTP call for the calling agent with its credentials (see :mod:`.http_proxy`).
 
-def host_spec(*, agents: Iterable[str] | None = None, queue: str = QUEUE, heartbeat_s: float = 5.0) -> HostSpec:
-    """How to host the vault: every agent's subject (``legion.vault.*.llm``) in queue group ``vault``.
+        The caller is identified exactly as for ``llm``; a request that cannot be attributed to the
+        agent of its subject is refused with code ``policy`` before anything else is looked at.
+        The proxy logs every call (``vault.http.fetched`` / ``vault.http.refused``, never a value).
+        """
+        subject = ctx.msg.subject if ctx.msg is not None else ""
+        try:
+            caller = identify_caller(
+                subject, ctx.headers, agents_account=self.spec.agents_account, template=subj.VAULT_HTTP
+            )
+        except CallerDenied as denied:
+            self.log.warning(
+                HTTP_DENIED,
+                agent=denied.agent,
+                claimed=denied.claimed,
+                reason=denied.reason,
+                request_id=req.request_id,
+            )
+            return HttpError(request_id=req.request_id, code="policy", message=f"denied: {denied.reason}")
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=req.request_id):
+                reply = await self.http_proxy.fetch(caller.agent, req)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fetch answers every failure itself; this is a bug
+            self._internal_error(exc)
+            return HttpError(
+                request_id=req.request_id, code="network", message=f"internal error ({type(exc).__name__})"
+            )
+        return self._scrub_http(reply)
 
-    ``agents`` limits it to those agents' subjects (tests sharing one server with other vaults).
-    """
-    subjects = [subj.VAULT_LLM.wildcard()] if agents is None else [subj.VAULT_LLM.render(agent=a) for a in agents]
-    return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in subjects), heartbeat_s=heartbeat_s)
+    def _scrub_http(self, reply: HttpResponse | HttpError) -> HttpResponse | HttpError:
+        """The provider keys too are never returned (the proxy redacts the agent-tier credentials)."""
+        scrub = self.keys.scrub
+        if isinstance(reply, HttpError):
+            return msgspec.structs.replace(reply, message=scrub(reply.message))
+        return msgspec.structs.replace(
+            reply,
+            headers={scrub(k): scrub(v) for k, v in reply.headers.items()},
+            body=scrub(reply.body),
+            final_url=scrub(reply.final_url),
+        )
 
-
-def vault_permissions(name: str, *, ledger_service: str = "ledger", serves: Iterable[str] | None = None) -> Permissions:
-    """The vault's LEGION credential: serve LLM calls, ask the ledger, append to LEDGER, stream tokens."""
-    return service_permissions(
-        name,
-        serves=list(serves) if serves is not None else [subj.VAULT_LLM.wildcard()],
-        publishes=[
-            subj.SERVICE.wildcard(service=ledger_service),
-            subj.LEDGER.wildcard(),
-            subj.STREAM.wildcard(),
-        ],
-    )
+    def _internal_error(self, exc: Exception) -> None:
+        """Log a bug without exc_info: the traceback's text goes into ``detail``, keys and credentials redacted."""
+        self.log.error(
+            INTERNAL_ERROR,
+            error_type=type(exc).__name__,
+            detail=self._redact_credentials(self.keys.scrub_error("".join(traceback.format_exception(exc)))),
+        )

@@ -2,7 +2,7 @@
 
 AGENTS reaches ``legion.vault.>`` only through a service import with ``share: true``, so the server
 stamps every imported request with a JSON ``Nats-Request-Info`` header describing the requester and
-overwrites any copy the client sent. Verified against nats-server 2.15.1 (tests/vault/test_caller.py);
+overwrites any copy the client sent. Verified against nats-server 2.15.1 (tests/vault/test_vault_caller.py);
 the fields are::
 
     start, host, id, acc, user, name, lang, ver, rtt, server, jwt, issuer_key, name_tag, tags, kind, client_type

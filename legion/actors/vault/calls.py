@@ -16,7 +16,6 @@ from decimal import Decimal
 import structlog
 
 from legion.actors.vault.caller import CallerDenied, identify_caller
-from legion.actors.vault.events import LlmRefused
 from legion.actors.vault.health import ModelHealth
 from legion.actors.vault.keys import ProviderKeys
 from legion.actors.vault.ledger import LedgerClient, LedgerUnavailable
@@ -27,7 +26,8 @@ from legion.contracts import subjects as subj
 from legion.contracts.base import Event
 from legion.contracts.errors import LegionError
 from legion.contracts.ledger import Commit, Release, Reserve
-from legion.contracts.vault import LlmChunk, LlmError, LlmReply, LlmRequest, ModelCalled
+from legion.contracts.names import NAME_PATTERN
+from legion.contracts.vault import LlmChunk, LlmError, LlmErrorCode, LlmRefused, LlmReply, LlmRequest, ModelCalled
 from legion.runtime.actor import Context
 
 __all__ = ["CallSettings", "LlmCall"]
@@ -61,14 +61,18 @@ class LlmCall:
         self.ctx = ctx
         self.agent = ""
         self.ledger = LedgerClient(ctx.broker, service=settings.ledger_service, timeout_s=settings.ledger_timeout_s)
+        self.log = ctx.log if ctx.log is not None else log
         self._chunks = 0
+        self._prompt_tokens: dict[str, int] = {}
 
     # -- refusals ---------------------------------------------------------------------------
     async def _refuse(
-        self, code: str, reason: str, *, retryable: bool = False, agent: str | None = None, claimed: str = ""
+        self, code: LlmErrorCode, reason: str, *, retryable: bool = False, agent: str | None = None, claimed: str = ""
     ) -> LlmError:
         agent = self.agent if agent is None else agent
-        log.info(REFUSED, agent=agent, model=self.req.model, code=code, reason=reason, request_id=self.req.request_id)
+        self.log.info(
+            REFUSED, agent=agent, model=self.req.model, code=code, reason=reason, request_id=self.req.request_id
+        )
         await self._emit(
             LlmRefused(
                 request_id=self.req.request_id,
@@ -79,13 +83,15 @@ class LlmCall:
                 claimed=claimed,
             )
         )
+        if self.agent and self.req.stream and NAME_PATTERN.fullmatch(self.req.session):
+            await self._end_stream()  # listeners of the session learn that nothing more comes
         return LlmError(request_id=self.req.request_id, code=code, message=reason, retryable=retryable)
 
     async def _emit(self, event: Event) -> None:
         try:
             await self.ctx.emit(event)
         except LegionError as exc:
-            log.warning(EMIT_FAILED, event=event.contract_tag(), error=type(exc).__name__)
+            self.log.warning(EMIT_FAILED, event=event.contract_tag(), error=type(exc).__name__)
 
     # -- the call ------------------------------------------------------------------------------
     async def run(self) -> LlmReply | LlmError:
@@ -99,7 +105,8 @@ class LlmCall:
             agent=plan.agent,
             project=plan.project,
             estimate_usd=self._estimate(plan, ready),
-            ttl_s=self.s.reservation_ttl_s,
+            # held at least as long as the whole chain may take
+            ttl_s=max(self.s.reservation_ttl_s, sum(r.timeout_s for r in ready) + 60),
         )
         try:
             reserved = await self.ledger.reserve(reserve, trace=self.ctx.trace)
@@ -135,7 +142,10 @@ class LlmCall:
         worst = Decimal(0)
         for route in ready:
             assert route.price is not None  # the plan keeps only priced aliases
-            prompt = count_prompt_tokens(route.model, self.req.messages, self.req.tools)
+            prompt = self._prompt_tokens.get(route.model)
+            if prompt is None:
+                prompt = count_prompt_tokens(route.model, self.req.messages, self.req.tools)
+                self._prompt_tokens[route.model] = prompt
             cap = self.s.policy.max_tokens(plan.agent, route, self.req.max_tokens)
             worst = max(worst, route.price.cost(prompt, cap))
         return worst
@@ -163,7 +173,7 @@ class LlmCall:
                 result = await complete(
                     attempt,
                     api_key=self.s.keys.get(route.key_name) if route.key_name else None,
-                    scrub=self.s.keys.scrub,
+                    scrub=self.s.keys.scrub_error,
                     on_delta=self._publish_delta if req.stream else None,
                 )
             except ProviderFailure as failure:
@@ -172,7 +182,7 @@ class LlmCall:
                 prompt_total += failure.prompt_tokens
                 completion_total += failure.completion_tokens
                 cooldown = self.s.health.record_failure(route.alias, failure.kind)
-                log.warning(
+                self.log.warning(
                     MODEL_FAILED,
                     agent=plan.agent,
                     model=route.alias,
@@ -212,7 +222,7 @@ class LlmCall:
         self, route: ModelRoute, started: float, prompt: int, completion: int, cost: Decimal, *, ok: bool
     ) -> None:
         latency_ms = (time.perf_counter() - started) * 1000
-        log.info(
+        self.log.info(
             MODEL_CALLED,
             agent=self.agent,
             model=route.alias,

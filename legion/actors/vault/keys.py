@@ -80,10 +80,15 @@ class ProviderKeys:
         return sorted({n for n in names if n not in self._values})
 
     def scrub(self, text: str) -> str:
-        """``text`` without any key value (nor anything shaped like a provider key)."""
+        """``text`` without any key value (for model output: nothing else is touched)."""
         if self._pattern is not None:
             text = self._pattern.sub(REDACTED, text)
-        return _KEY_SHAPED.sub(REDACTED, text)
+        return text
+
+    def scrub_error(self, text: str) -> str:
+        """:meth:`scrub`, and also anything shaped like a provider key (error texts and log lines,
+        where a provider may echo a partly masked or a different key)."""
+        return _KEY_SHAPED.sub(REDACTED, self.scrub(text))
 
     def scrub_any(self, value: Any) -> Any:
         """:meth:`scrub` applied to every string inside JSON-like ``value`` (tool call arguments)."""
@@ -139,12 +144,12 @@ class _LogScrubber:
         except Exception:  # noqa: BLE001 - a malformed record must not break logging
             text = str(record.msg)
         for k in keys:
-            text = k.scrub(text)
+            text = k.scrub_error(text)
         record.msg, record.args = text, None
         if record.exc_info and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
             for k in keys:
-                text = k.scrub(text)
+                text = k.scrub_error(text)
             record.exc_text = text
 
 

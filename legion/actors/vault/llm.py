@@ -145,9 +145,11 @@ def _kwargs(attempt: Attempt, api_key: str | None) -> dict[str, Any]:
         kwargs["tools"] = list(attempt.tools)
     if attempt.temperature is not None:
         kwargs["temperature"] = attempt.temperature
+    kwargs["stream"] = attempt.stream  # never left to params: the parsing below depends on it
     if attempt.stream:
-        kwargs["stream"] = True
         kwargs["stream_options"] = {"include_usage": True}
+    else:
+        kwargs.pop("stream_options", None)
     return kwargs
 
 

@@ -3,7 +3,9 @@
 A request names a model alias. It is allowed when the agent exists, ``llm`` is among its
 ``allowed_apis`` and the alias is among ``FleetConfig.allowed_models(agent)``; its ``max_tokens``
 is capped by the agent's and the model's ``max_tokens``. The failover chain is the alias followed
-by its ``fallbacks``, keeping only aliases the agent may call, that have a price and a key.
+by its ``fallbacks``, keeping only aliases the agent may call, that have a price and a key. The
+project billed is ``LlmRequest.project`` if it is one of the agent's ``projects`` (else the call is
+refused), or the agent's only project when the request names none.
 """
 
 from __future__ import annotations
@@ -120,5 +122,17 @@ class Policy:
                 skipped.append(f"{alias}: no key (set {key_env_name(route.key_name)})")
             else:
                 chain.append(route)
-        project = cfg.projects[0] if len(cfg.projects) == 1 else ""
-        return Plan(agent=agent, project=project, chain=tuple(chain), skipped=tuple(skipped))
+        return Plan(agent=agent, project=self._project(agent, req), chain=tuple(chain), skipped=tuple(skipped))
+
+    def _project(self, agent: str, req: LlmRequest) -> str:
+        """The project billed: the one asked for, if the agent belongs to it; else the agent's only one."""
+        projects = self._config.agents[agent].projects
+        if not req.project:
+            return projects[0] if len(projects) == 1 else ""
+        if req.project not in projects:
+            names = ", ".join(projects) or "none"
+            raise PolicyRefused(
+                f"agent {agent!r} may not bill project {req.project!r} (its projects: {names}); "
+                f"add it to agents.{agent}.projects in legion.yaml or leave project empty"
+            )
+        return req.project

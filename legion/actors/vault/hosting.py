@@ -1,0 +1,42 @@
+"""How the vault is hosted and what its credential allows; light to import (no LiteLLM), for the launcher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from legion.broker import Permissions, service_permissions
+from legion.contracts import subjects as subj
+from legion.runtime.host import HostSpec, ServiceSpec
+
+__all__ = ["QUEUE", "host_spec", "vault_permissions"]
+
+QUEUE = "vault"
+"""The queue group of every vault instance: each request is answered by one of them."""
+
+
+def host_spec(*, agents: Iterable[str] | None = None, queue: str = QUEUE, heartbeat_s: float = 5.0) -> HostSpec:
+    """How to host the vault: every agent's subjects (``legion.vault.*.llm`` and ``legion.vault.*.http``)
+    in queue group ``vault``.
+
+    ``agents`` limits it to those agents' subjects (tests sharing one server with other vaults).
+    """
+    templates = (subj.VAULT_LLM, subj.VAULT_HTTP)
+    if agents is None:
+        subjects = [t.wildcard() for t in templates]
+    else:
+        subjects = [t.render(agent=a) for a in agents for t in templates]
+    return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in subjects), heartbeat_s=heartbeat_s)
+
+
+def vault_permissions(name: str, *, ledger_service: str = "ledger", serves: Iterable[str] | None = None) -> Permissions:
+    """The vault's LEGION credential: serve LLM (and HTTP proxy) calls, ask the ledger, append to LEDGER,
+    stream tokens. ``serves`` narrows the served subjects (tests); the default is every agent's."""
+    return service_permissions(
+        name,
+        serves=list(serves) if serves is not None else [subj.VAULT_LLM.wildcard(), subj.VAULT_HTTP.wildcard()],
+        publishes=[
+            subj.SERVICE.wildcard(service=ledger_service),
+            subj.LEDGER.wildcard(),
+            subj.STREAM.wildcard(),
+        ],
+    )
