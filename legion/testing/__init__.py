@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from legion.testing.fake_llm import FakeLlmServer, LlmErrorReply, RecordedRequest, Reply, ScriptedResponse, ToolCall
 from legion.testing.nats import AgentHandle, NatsTestServer, TestFleet
+from legion.testing.streams import read_stream
 
 __all__ = [
     "AgentHandle",
@@ -18,4 +19,5 @@ __all__ = [
     "ScriptedResponse",
     "TestFleet",
     "ToolCall",
+    "read_stream",
 ]

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from legion.actors.ledger import Budgets, Ledger, LedgerSpec, ledger_host_spec, ledger_permissions
 from legion.actors.vault import ProviderKeys, Vault, VaultSpec, host_spec, vault_permissions
@@ -45,7 +44,7 @@ from legion.contracts import (
 from legion.contracts import subjects as subj
 from legion.runtime.config import FleetConfig
 from legion.runtime.host import ActorHost
-from legion.testing import AgentHandle, FakeLlmServer, Reply, TestFleet
+from legion.testing import AgentHandle, FakeLlmServer, Reply, TestFleet, read_stream
 
 MILLION: Final = Decimal(1_000_000)
 PRICE_IN: Final = Decimal(3)  # USD per million prompt tokens
@@ -118,23 +117,7 @@ async def last_seq(admin: Broker, stream: str) -> int:
 
 async def read_after(admin: Broker, stream: str, seq: int) -> list[Msg]:
     """Every message ``stream`` stored after sequence ``seq``, read back with an ephemeral consumer."""
-    config = ConsumerConfig(
-        ack_policy=AckPolicy.NONE,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=seq + 1,
-        inactive_threshold=30.0,
-    )
-    sub = await admin.js.pull_subscribe("", stream=stream, config=config)
-    out: list[Msg] = []
-    try:
-        while True:
-            info = await sub.consumer_info()
-            if not info.num_pending:
-                return out
-            out.extend(await sub.fetch(min(info.num_pending, 256), timeout=5))
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    return await read_stream(admin, stream, after_seq=seq)
 
 
 @contextlib.asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +41,16 @@ async def read_snapshot(proc: LedgerProcess) -> Snapshot:
         return await store.load()
     finally:
         await store.close()
+
+
+async def applied_by_the_ledger(client: LedgerClient, commit: Commit, timeout: float = 10.0) -> None:
+    """Until the ledger's costs include ``commit``, appended straight to LEDGER (not through the ledger)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            report = await client.costs(agent=commit.agent, project=commit.project)
+            if any(r.model == commit.model for r in report.rows):
+                return
+            await asyncio.sleep(0.02)
 
 
 async def test_kill_9_between_reserve_and_commit_leaks_nothing(legion_fleet: TestFleet, tmp_path: Path) -> None:
@@ -105,6 +116,7 @@ async def test_deleting_the_database_rebuilds_identical_totals_and_costs(
         await fleet.admin.js_publish(
             subj.LEDGER.render(agent=alpha, op="commit"), vault_direct, msg_id=vault_direct.reservation_id
         )
+        await applied_by_the_ledger(client, vault_direct)  # a direct append reaches the ledger through its feed
         before = [await client.costs(**q) for q in queries]
         assert before[0].total_usd > 0 and before[2].total_usd > 0
         assert await proc.terminate() == 0, proc.output()

@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from legion.actors.vault import CredentialStore, ProviderKeys, Vault, VaultSpec, host_spec, vault_permissions
 from legion.broker import Broker, service_permissions
@@ -44,7 +43,7 @@ from legion.contracts import subjects as subj
 from legion.runtime.actor import Actor, Context, handler
 from legion.runtime.config import FleetConfig
 from legion.runtime.host import ActorHost, HostSpec, ServiceSpec
-from legion.testing import AgentHandle, FakeLlmServer, TestFleet
+from legion.testing import AgentHandle, FakeLlmServer, TestFleet, read_stream
 
 KEY_NAME = "fake"
 KEY_ENV = "LEGION_SYSTEM_FAKE"
@@ -208,22 +207,6 @@ async def collect_stream(queue: asyncio.Queue[LlmChunk], *, timeout: float = 10)
         while not out or not out[-1].done:
             out.append(await queue.get())
     return out
-
-
-async def read_stream(admin: Broker, stream: str, filter_subject: str = "") -> list[Msg]:
-    """Every message of ``stream`` (matching ``filter_subject``), read back with an ephemeral consumer."""
-    config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0)
-    sub = await admin.js.pull_subscribe(filter_subject, stream=stream, config=config)
-    out: list[Msg] = []
-    try:
-        while True:
-            info = await sub.consumer_info()
-            if not info.num_pending:
-                return out
-            out.extend(await sub.fetch(min(info.num_pending, 256), timeout=5))
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
 
 
 def ledger_host(fleet: TestFleet, ledger: FakeLedger, broker: Broker) -> ActorHost:

@@ -16,14 +16,13 @@ from llm_rig import (
     PRIMARY_PRICE,
     cost,
     default_models,
-    read_stream,
     vault_rig,
 )
 
 from legion.contracts import Commit, LlmError, LlmRefused, LlmReply, ModelCalled, decode
 from legion.contracts import headers as h
 from legion.contracts import subjects as subj
-from legion.testing import FakeLlmServer, LlmErrorReply, Reply, TestFleet, ToolCall
+from legion.testing import FakeLlmServer, LlmErrorReply, Reply, TestFleet, ToolCall, read_stream
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 

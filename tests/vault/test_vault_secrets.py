@@ -7,10 +7,10 @@ import logging
 
 import pytest
 import structlog
-from llm_rig import collect_stream, read_stream, vault_rig
+from llm_rig import collect_stream, vault_rig
 
 from legion.contracts import LlmError, LlmReply, encode
-from legion.testing import FakeLlmServer, LlmErrorReply, Reply, TestFleet
+from legion.testing import FakeLlmServer, LlmErrorReply, Reply, TestFleet, read_stream
 
 pytestmark = [pytest.mark.nats, pytest.mark.security, pytest.mark.timeout(90)]
 
