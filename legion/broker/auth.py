@@ -95,11 +95,20 @@ class FleetAuth:
         *,
         expires_in: float | None = DEFAULT_EXPIRY_S,
         write: bool = True,
+        replace: bool = False,
     ) -> MintedUser:
-        """Mint a user for ``actor`` and (by default) write its creds file with mode 0600."""
+        """Mint a user for ``actor`` and (by default) write its creds file with mode 0600.
+
+        ``replace=True`` revokes every key issued to ``actor`` before (effective on the server's next
+        config load or reload): for long-lived credentials that are re-minted on each start.
+        """
         user = mint_user(self._account(kind), actor, permissions, expires_in=expires_in)
         key = f"{kind}:{actor}"
         previous = self._users.get(key, [])
+        if replace:
+            for pub in previous:
+                self.layout.revoke(self._account(kind), pub)
+            previous = []
         if expires_in is not None:
             # expiring credentials: keep the last few keys, older ones have expired by now
             previous = previous[-7:]
@@ -125,9 +134,14 @@ class FleetAuth:
         return self.creds_path(ADMIN)
 
     def issue_service(
-        self, actor: str, permissions: Permissions | None = None, *, expires_in: float | None = DEFAULT_EXPIRY_S
+        self,
+        actor: str,
+        permissions: Permissions | None = None,
+        *,
+        expires_in: float | None = DEFAULT_EXPIRY_S,
+        replace: bool = False,
     ) -> Path:
-        self.issue(actor, "service", permissions or service_permissions(actor), expires_in=expires_in)
+        self.issue(actor, "service", permissions or service_permissions(actor), expires_in=expires_in, replace=replace)
         return self.creds_path(actor)
 
     def issued(self, kind: UserKind) -> list[str]:

@@ -1,0 +1,66 @@
+"""The launcher runs the ledger and the vault as supervised OS processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from nats.aio.msg import Msg
+
+from legion.actors.launcher import Launcher, SupervisorSpec
+from legion.contracts import ActorStopped, decode
+from legion.contracts import subjects as subj
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+async def test_actors_start_hold_only_their_own_secrets_and_are_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-launcher-test-" + os.urandom(8).hex()
+    monkeypatch.setenv("LEGION_SYSTEM_OPENAI", secret)
+    (tmp_path / "legion.yaml").write_text(
+        "models:\n  m: {model: openai/gpt-4o-mini, key: openai}\nagents:\n  alpha: {model: m}\n"
+    )
+    launcher = Launcher(tmp_path, spec=SupervisorSpec(backoff_s=(0.2,)))
+    try:
+        await launcher.start()
+        ledger, vault = launcher.actors["ledger"], launcher.actors["vault"]
+        assert ledger.state == vault.state == "healthy"
+        assert ledger.running is not None and vault.running is not None
+        assert _environ(vault.running.pid or 0).get("LEGION_SYSTEM_OPENAI") == secret
+        assert "LEGION_SYSTEM_OPENAI" not in _environ(ledger.running.pid or 0), "only the vault gets keys"
+        assert not any(k.startswith("LEGION_SYSTEM_") for k in _environ(ledger.running.pid or 0))
+
+        admin = launcher.fleet.admin
+        assert admin is not None
+        stopped: asyncio.Queue[ActorStopped] = asyncio.Queue()
+
+        async def on_stopped(msg: Msg) -> None:
+            stopped.put_nowait(decode(msg.data, msg.headers, type=ActorStopped))
+
+        await admin.subscribe(subj.EVENTS.render(source="launcher", type="actor.stopped"), on_stopped)
+        old_pid = ledger.running.pid
+        ledger.started.clear()
+        os.kill(old_pid or 0, signal.SIGKILL)
+        event = await asyncio.wait_for(stopped.get(), 30)
+        assert event.actor == "ledger"
+        assert event.exit_code == -signal.SIGKILL
+        assert "restarting" in event.reason
+        await asyncio.wait_for(ledger.started.wait(), 90)  # a fresh ActorStarted from the new process
+        assert ledger.running.pid != old_pid
+        assert ledger.state == "healthy"
+    finally:
+        await launcher.stop()
+    assert all(
+        s.running is not None and s.running.pid and not Path(f"/proc/{s.running.pid}").exists()
+        for s in launcher.actors.values()
+    ), "no actor process is left behind"
