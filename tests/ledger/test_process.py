@@ -54,6 +54,10 @@ async def applied_by_the_ledger(client: LedgerClient, commit: Commit, timeout: f
 
 
 async def test_kill_9_between_reserve_and_commit_leaks_nothing(legion_fleet: TestFleet, tmp_path: Path) -> None:
+    """Two calls are in flight at the crash: one still running after the restart (long TTL), one that
+    never comes back (short TTL, so the test sees it expire). Neither is dropped, nothing is leaked.
+
+    The long one makes the check after the restart independent of how long the restart takes."""
     fleet = legion_fleet
     alpha = fleet.name("alpha")
     client = LedgerClient(fleet.admin, "ledger")
@@ -62,25 +66,30 @@ async def test_kill_9_between_reserve_and_commit_leaks_nothing(legion_fleet: Tes
     async with ledger_process(fleet, tmp_path, fleet_config(fleet)) as proc:
         await proc.start()
         await client.wait_serving()
-        held = await client.reserve(rid(), alpha, "0.60", ttl_s=3.0)
+        running = await client.reserve(rid(), alpha, "0.40", ttl_s=120.0)
+        lost = await client.reserve(rid(), alpha, "0.20", ttl_s=3.0)
         done = await client.reserve(rid(), alpha, "0.30")
-        assert held.granted and done.granted
+        assert running.granted and lost.granted and done.granted
         assert (await client.commit(done.reservation_id, alpha, "0.25")).ok
-        await proc.kill9()  # the call behind `held` is in flight: no Commit, no Release
+        await proc.kill9()  # the calls behind `running` and `lost` are in flight: no Commit, no Release
 
         await proc.start()
         await client.wait_serving()
-        assert not (await client.reserve(rid(), alpha, "0.75")).granted, "the crash did not drop the reservation"
+        # 0.25 spent + 0.40 held: 0.36 does not fit (the crash did not drop `running`), whether or not
+        # `lost` has expired yet
+        assert not (await client.reserve(rid(), alpha, "0.36")).granted, "the crash did not drop the reservation"
         expired = await releases.wait_for(
-            lambda m: isinstance(m, Release) and m.reservation_id == held.reservation_id, timeout=20
+            lambda m: isinstance(m, Release) and m.reservation_id == lost.reservation_id, timeout=20
         )
-        assert expired == Release(reservation_id=held.reservation_id, reason="expired")
-        exact = await client.reserve(rid(), alpha, "0.75")
-        assert exact.granted and exact.remaining_usd == 0, "1.00 - 0.25 spent: nothing leaked, nothing lost"
-        late = await client.commit(held.reservation_id, alpha, "0.05")
+        assert expired == Release(reservation_id=lost.reservation_id, reason="expired")
+        exact = await client.reserve(rid(), alpha, "0.35")
+        assert exact.granted and exact.remaining_usd == 0, "1.00 - 0.25 spent - 0.40 held: nothing leaked or lost"
+        late = await client.commit(lost.reservation_id, alpha, "0.05")
         assert late.ok and "usage recorded" in late.reason
+        assert (await client.commit(running.reservation_id, alpha, "0.40")).ok
+        assert (await client.release(exact.reservation_id)).ok
         report = await client.costs(agent=alpha)
-        assert report.total_usd == D("0.30") and sum(r.calls for r in report.rows) == 2
+        assert report.total_usd == D("0.70") and sum(r.calls for r in report.rows) == 3
         assert await proc.terminate() == 0, proc.output()
 
 
