@@ -7,7 +7,6 @@ public key, set by the launcher) pins who may call; ``LEGION_LEDGER_SERVICE`` na
 
 from __future__ import annotations
 
-import gc
 import os
 from pathlib import Path
 
@@ -31,11 +30,6 @@ async def factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Acto
         agents_account=os.environ.get(AGENTS_ACCOUNT_ENV) or None,
     )
     vault = Vault(name, config, keys, spec, credentials=CredentialStore.load(fleet_dir))
-    # LiteLLM leaves ~320k objects on the heap, and a full collection that scans them all stalls the
-    # event loop for ~140 ms (every call in flight waits, budget refusals included). They live as long
-    # as the process: collect once, then freeze them out of every later collection.
-    gc.collect()
-    gc.freeze()
     return vault, host_spec()
 
 
