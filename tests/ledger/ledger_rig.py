@@ -32,7 +32,6 @@ from legion.contracts import (
     Release,
     Reserve,
     Reserved,
-    Unavailable,
     decode,
 )
 from legion.contracts import subjects as subj
@@ -83,14 +82,9 @@ class LedgerClient:
         return reply
 
     async def wait_serving(self, timeout: float = 30.0) -> None:
-        """Until the service answers (no responders comes back at once, so retry briefly)."""
+        """The service answers now (its host announced ActorStarted only after subscribing)."""
         async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    await self.costs(agent="nobody")
-                    return
-                except Unavailable:
-                    await asyncio.sleep(0.05)
+            await self.costs(agent="nobody")
 
 
 @dataclass
@@ -167,6 +161,7 @@ class LedgerProcess:
     """``python -m legion.actors.ledger --fleet-dir DIR`` with the fleet dir built for it."""
 
     fleet_dir: Path
+    admin: Broker
     proc: asyncio.subprocess.Process | None = None
     logs: list[Path] = field(default_factory=list)
 
@@ -174,10 +169,17 @@ class LedgerProcess:
     def db_path(self) -> Path:
         return self.fleet_dir / ".legion" / "ledger" / "ledger.db"
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
+        """Spawn the process and return once it announced ActorStarted (its services are subscribed)."""
         log = self.fleet_dir / f"ledger-{len(self.logs)}.log"
         self.logs.append(log)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        started = asyncio.Event()
+
+        async def on_started(_msg: object) -> None:
+            started.set()
+
+        sub = await self.admin.subscribe(subj.EVENTS.render(source="ledger", type="actor.started"), on_started)
         with log.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -189,6 +191,13 @@ class LedgerProcess:
                 stderr=out,
                 env=env,
             )
+        try:
+            async with asyncio.timeout(timeout):
+                await started.wait()
+        except TimeoutError:
+            raise AssertionError(f"the ledger did not start within {timeout} s:\n{self.output()}") from None
+        finally:
+            await sub.unsubscribe()
 
     async def kill9(self) -> None:
         assert self.proc is not None
@@ -221,7 +230,7 @@ async def ledger_process(fleet: TestFleet, tmp: Path, config: Mapping[str, Any])
     (state / "nats.url").write_text(fleet.server.url + "\n", encoding="utf-8")
     creds = fleet.server.auth.issue_service("ledger", ledger_permissions())
     shutil.copy(creds, state / "creds" / "ledger.creds")
-    proc = LedgerProcess(fleet_dir)
+    proc = LedgerProcess(fleet_dir, fleet.admin)
     try:
         yield proc
     finally:
