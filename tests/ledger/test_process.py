@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -43,14 +42,15 @@ async def read_snapshot(proc: LedgerProcess) -> Snapshot:
         await store.close()
 
 
-async def applied_by_the_ledger(client: LedgerClient, commit: Commit, timeout: float = 10.0) -> None:
-    """Until the ledger's costs include ``commit``, appended straight to LEDGER (not through the ledger)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            report = await client.costs(agent=commit.agent, project=commit.project)
-            if any(r.model == commit.model for r in report.rows):
-                return
-            await asyncio.sleep(0.02)
+async def applied_by_the_ledger(client: LedgerClient, commit: Commit) -> None:
+    """``commit`` was appended straight to LEDGER (not through the ledger). A granted Reserve is stored
+    only on the ledger's up-to-date state (Nats-Expected-Last-Sequence), so once one returns, every
+    earlier LEDGER event has been applied: the commit is in the costs now, no polling needed."""
+    barrier = await client.reserve(rid(), "barrier", "0")
+    assert barrier.granted
+    assert (await client.release(barrier.reservation_id)).ok
+    report = await client.costs(agent=commit.agent, project=commit.project)
+    assert any(r.model == commit.model for r in report.rows), report
 
 
 async def test_kill_9_between_reserve_and_commit_leaks_nothing(legion_fleet: TestFleet, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Final
 
@@ -141,31 +142,33 @@ class LedgerState:
         est = req.estimate_usd
         if not _valid_amount(est):
             return Decision(granted=False, reason=f"estimate_usd {est} must be a finite amount >= 0")
-        day, month = period_keys(now_ns)
         left_after: Decimal | None = None
-        for scope, name in _scopes(req.agent, req.project):
-            held = self._held.get((scope, name), ZERO)
-            for period, limit in self.budgets.of(scope, name).items():
-                spent = self._spent.get((scope, name, period, day if period == "day" else month), ZERO)
-                left = limit - spent - held
-                if est > left:
-                    reason = (
-                        f"{scope} {name!r} {period} budget of {limit} USD: spent {spent} + reserved {held}"
-                        f" + estimate {est} exceeds it"
-                    )
-                    return Decision(granted=False, reason=reason, remaining_usd=max(left, ZERO))
-                left_after = left - est if left_after is None else min(left_after, left - est)
+        for scope, name, period, limit, spent, held in self._budgets_in_play(req, now_ns):
+            left = limit - spent - held
+            if est > left:
+                reason = (
+                    f"{scope} {name!r} {period} budget of {limit} USD: spent {spent} + reserved {held}"
+                    f" + estimate {est} exceeds it"
+                )
+                return Decision(granted=False, reason=reason, remaining_usd=max(left, ZERO))
+            left_after = left - est if left_after is None else min(left_after, left - est)
         return Decision(granted=True, remaining_usd=left_after)
 
     def _remaining(self, req: Reserve, now_ns: int) -> Decimal | None:
+        lefts = [limit - spent - held for _s, _n, _p, limit, spent, held in self._budgets_in_play(req, now_ns)]
+        return min(lefts) if lefts else None
+
+    def _budgets_in_play(
+        self, req: Reserve, now_ns: int
+    ) -> Iterator[tuple[Scope, str, str, Decimal, Decimal, Decimal]]:
+        """(scope, name, period, limit, spent in the current period, held) for every budget that
+        applies to ``req``: the agent's and its project's, daily and monthly. O(1) dict reads."""
         day, month = period_keys(now_ns)
-        out: Decimal | None = None
         for scope, name in _scopes(req.agent, req.project):
             held = self._held.get((scope, name), ZERO)
             for period, limit in self.budgets.of(scope, name).items():
                 spent = self._spent.get((scope, name, period, day if period == "day" else month), ZERO)
-                out = limit - spent - held if out is None else min(out, limit - spent - held)
-        return out
+                yield scope, name, period, limit, spent, held
 
     # -- the fold -------------------------------------------------------------------------------
     def apply(self, entry: Entry) -> bool:

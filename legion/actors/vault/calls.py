@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
 import structlog
 
 from legion.actors.vault.caller import CallerDenied, identify_caller
@@ -221,32 +222,19 @@ class LlmCall:
     async def _called(
         self, route: ModelRoute, started: float, prompt: int, completion: int, cost: Decimal, *, ok: bool
     ) -> None:
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.log.info(
-            MODEL_CALLED,
+        event = ModelCalled(
+            request_id=self.req.request_id,
             agent=self.agent,
             model=route.alias,
             provider_model=route.model,
-            ok=ok,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            cost_usd=str(cost),
-            latency_ms=round(latency_ms, 1),
-            request_id=self.req.request_id,
+            cost_usd=cost,
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            ok=ok,
         )
-        await self._emit(
-            ModelCalled(
-                request_id=self.req.request_id,
-                agent=self.agent,
-                model=route.alias,
-                provider_model=route.model,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cost_usd=cost,
-                latency_ms=latency_ms,
-                ok=ok,
-            )
-        )
+        self.log.info(MODEL_CALLED, **{**msgspec.structs.asdict(event), "cost_usd": str(cost)})
+        await self._emit(event)
 
     async def _settle(
         self, plan: Plan, reservation_id: str, *, alias: str, spent: Decimal, prompt: int, completion: int
