@@ -44,6 +44,7 @@ _JS_EXPORTS: tuple[tuple[str, str], ...] = (
 )
 _PLAIN_SERVICE_EXPORTS: tuple[tuple[str, str], ...] = (
     (subj.VAULT_ALL, "Singleton"),
+    (subj.SCHEDULER_ALL, "Singleton"),
     (subj.EVENTS_ALL, "Singleton"),
     ("$KV.>", "Singleton"),
     ("$JS.ACK.>", "Singleton"),
@@ -89,7 +90,7 @@ class AccountLayout:
         agent_imports: list[dict[str, Any]] = []
         for subject, _rt in _PLAIN_SERVICE_EXPORTS:
             imp: dict[str, Any] = {"name": subject, "subject": subject, "account": legion_pub, "type": "service"}
-            if subject == subj.VAULT_ALL:
+            if subject in (subj.VAULT_ALL, subj.SCHEDULER_ALL):
                 imp["share"] = True  # the server stamps Nats-Request-Info: the vault sees the real caller
             agent_imports.append(imp)
         for subject, _rt in _JS_EXPORTS:

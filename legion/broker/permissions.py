@@ -22,6 +22,7 @@ __all__ = [
     "agent_inbox_durable",
     "agent_inbox_prefix",
     "agent_permissions",
+    "agent_state_bucket",
     "bucket_name",
     "ingest_inbox_prefix",
     "ingest_permissions",
@@ -37,6 +38,11 @@ LEGION_INBOX_PREFIX = "_LEGION_INBOX"
 def bucket_name(project: str) -> str:
     """The KV bucket of a blackboard namespace: one bucket per project (a shared bucket leaks)."""
     return f"bb_{validate_token(project, kind='project name')}"
+
+
+def agent_state_bucket(agent: str) -> str:
+    """The agent's private KV bucket (session records, so a restarted agent resumes; DESIGN.md section 5)."""
+    return f"ag_{validate_token(agent, kind='agent name')}"
 
 
 def agent_inbox_durable(agent: str) -> str:
@@ -87,18 +93,20 @@ def _block(allow: Iterable[str], deny: Iterable[str]) -> dict[str, list[str]]:
 
 
 def agent_permissions(agent: str, *, projects: Iterable[str] = ()) -> Permissions:
-    """The minimal set for one agent: its vault calls, its own events, its inbox, its buckets."""
+    """The minimal set for one agent: its vault and scheduler calls, its own events, its inbox, its
+    private state bucket and its projects' buckets."""
     durable = agent_inbox_durable(agent)
     js = JS_LOCAL_PREFIX
     pub = [
         subj.VAULT_LLM.wildcard(agent=agent).rsplit(".", 1)[0] + ".>",  # legion.vault.<agent>.>
+        subj.SCHEDULER.wildcard(agent=agent).rsplit(".", 1)[0] + ".>",  # legion.scheduler.<agent>.>
         subj.EVENTS.wildcard(source=agent),
         f"{js}.CONSUMER.MSG.NEXT.INBOX.{durable}",
         f"{js}.CONSUMER.INFO.INBOX.{durable}",
         f"$JS.ACK.INBOX.{durable}.>",
     ]
-    for project in sorted(set(projects)):
-        b = bucket_name(project)
+    buckets = [agent_state_bucket(agent), *(bucket_name(p) for p in sorted(set(projects)))]
+    for b in buckets:
         pub += [
             f"$KV.{b}.>",
             f"{js}.DIRECT.GET.KV_{b}",

@@ -7,7 +7,6 @@ filter or aim a push consumer anywhere), so the launcher creates them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import nats.js.errors
@@ -22,7 +21,7 @@ from nats.js.api import (
 )
 
 from legion.broker.client import Broker
-from legion.broker.permissions import bucket_name
+from legion.broker.permissions import agent_state_bucket, bucket_name
 from legion.broker.streams import ConsumerSpec, StreamSpec, agent_inbox_consumer, default_streams
 from legion.contracts.errors import ConfigError
 
@@ -39,9 +38,15 @@ class FleetLayout:
     projects: tuple[str, ...] = ()
     streams: tuple[StreamSpec, ...] = field(default_factory=default_streams)
     consumers: tuple[ConsumerSpec, ...] = ()
+    inbox_ack_wait_s: float = 30.0
 
     def all_consumers(self) -> list[ConsumerSpec]:
-        return [*(agent_inbox_consumer(a) for a in self.agents), *self.consumers]
+        return [*(agent_inbox_consumer(a, ack_wait_s=self.inbox_ack_wait_s) for a in self.agents), *self.consumers]
+
+    def all_buckets(self) -> list[str]:
+        """Project blackboards, then each agent's private state bucket."""
+        names = [bucket_name(p) for p in self.projects] + [agent_state_bucket(a) for a in self.agents]
+        return list(dict.fromkeys(names))
 
 
 @dataclass(slots=True)
@@ -118,8 +123,7 @@ async def _ensure_stream(broker: Broker, spec: StreamSpec, report: ProvisionRepo
     report.updated.append(f"stream {spec.name}")
 
 
-async def _ensure_bucket(broker: Broker, project: str, report: ProvisionReport) -> None:
-    bucket = bucket_name(project)
+async def _ensure_bucket(broker: Broker, bucket: str, report: ProvisionReport) -> None:
     try:
         await broker.js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
@@ -162,12 +166,8 @@ async def provision(broker: Broker, layout: FleetLayout) -> ProvisionReport:
     report = ProvisionReport()
     for stream in layout.streams:
         await _ensure_stream(broker, stream, report)
-    for project in _unique(layout.projects):
-        await _ensure_bucket(broker, project, report)
+    for bucket in layout.all_buckets():
+        await _ensure_bucket(broker, bucket, report)
     for consumer in layout.all_consumers():
         await _ensure_consumer(broker, consumer, report)
     return report
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))

@@ -72,9 +72,10 @@ def default_streams(*, events_max_age_s: float = 0.0) -> tuple[StreamSpec, ...]:
     )
 
 
-def agent_inbox_consumer(agent: str) -> ConsumerSpec:
+def agent_inbox_consumer(agent: str, *, ack_wait_s: float = 30.0) -> ConsumerSpec:
     return ConsumerSpec(
         stream=INBOX,
+        ack_wait_s=ack_wait_s,
         durable=agent_inbox_durable(agent),
         filter_subject=subj.AGENT_INBOX.render(agent=agent),
         description=f"inbox of agent {agent}",

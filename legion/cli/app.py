@@ -13,6 +13,7 @@ import typer
 
 from legion.actors.launcher import Launcher
 from legion.broker import FleetAuth
+from legion.cli import agent_cmds, data_cmds
 from legion.contracts import LegionError
 from legion.contracts.schema import write_schemas
 from legion.runtime import FleetHealth, console, state_dir_of
@@ -231,6 +232,10 @@ def creds_ingest(
     typer.echo(f"may publish:  {cred.subject}")
     typer.echo(f"inbox prefix: {cred.inbox_prefix}  (use it for acked JetStream publishes; no JS API prefix)")
     typer.echo("the running server accepts it now: a new user (JWT) needs no reload")
+
+
+agent_cmds.register(app)  # task, chat
+data_cmds.register(app)  # costs, bb, vault, doctor
 
 
 def main() -> None:

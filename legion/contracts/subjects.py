@@ -27,6 +27,7 @@ __all__ = [
     "EXT",
     "HEALTH",
     "LEDGER",
+    "SCHEDULER",
     "SERVICE",
     "STREAM",
     "VAULT_HTTP",
@@ -128,6 +129,8 @@ class SubjectTemplate:
 AGENT_INBOX: Final = SubjectTemplate("legion.agent.{agent}.inbox")
 VAULT_LLM: Final = SubjectTemplate("legion.vault.{agent}.llm")
 VAULT_HTTP: Final = SubjectTemplate("legion.vault.{agent}.http")
+SCHEDULER: Final = SubjectTemplate("legion.scheduler.{agent}.{op}")
+"""An agent's requests to the scheduler (set_cron, list_cron, remove_cron); a service import like the vault."""
 EVENTS: Final = SubjectTemplate("legion.events.{source}.{type+}")
 STREAM: Final = SubjectTemplate("legion.stream.{agent}.{session}")
 LEDGER: Final = SubjectTemplate("legion.ledger.{agent}.{op}")
@@ -139,6 +142,7 @@ SERVICE: Final = SubjectTemplate("legion.svc.{service}.{op}")
 
 ROOT: Final = "legion"
 VAULT_ALL: Final = "legion.vault.>"
+SCHEDULER_ALL: Final = "legion.scheduler.>"
 EVENTS_ALL: Final = "legion.events.>"
 EXT_ALL: Final = "legion.ext.>"
 LEDGER_ALL: Final = "legion.ledger.>"

@@ -26,6 +26,7 @@ __all__ = [
     "NatsConfig",
     "Price",
     "ProjectConfig",
+    "RuntimeConfig",
     "load_config",
 ]
 
@@ -74,6 +75,7 @@ class ModelConfig(_Strict):
     fallbacks: list[Token] = Field(default_factory=list, description="aliases tried in order when this one fails")
     max_tokens: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=120.0, gt=0)
+    context_window: int = Field(default=128_000, gt=0, description="tokens; agents compact at ~70 %")
 
 
 class Budget(_Strict):
@@ -94,12 +96,27 @@ class AgentConfig(_Strict):
     max_tokens: int | None = Field(default=None, gt=0, description="cap on max_tokens per call")
     allowed_apis: tuple[Literal["llm", "http"], ...] = ("llm",)
     credentials: list[Token] = Field(default_factory=list, description="agent-tier credentials it may use")
+    instructions: str = Field(default="", description="added to the workspace's INSTRUCTIONS.md in the prompt")
+    workspace: str | None = Field(default=None, description="directory of its files; default agents/<name>")
+    tools: list[str] | None = Field(default=None, description="tool names or groups; default: every safe tool")
+    skills_dir: str | None = Field(default=None, description="directory of @skill Python files, relative to the fleet")
+    max_iterations: int = Field(default=20, gt=0, le=1000, description="decide-act rounds per task")
+    chat_rounds: int = Field(default=8, gt=0, le=100, description="model rounds per chat turn")
 
 
 def _projects_list_to_dict(value: Any) -> Any:
     if isinstance(value, list):  # `projects: [p1, p2]` is shorthand for projects without budgets
         return {name: {} for name in value}
     return value
+
+
+class RuntimeConfig(_Strict):
+    """How actors run. The process backend isolates by OS process only, so run_command is off unless
+    the fleet says so explicitly (the Docker backend isolates it)."""
+
+    backend: Literal["process"] = "process"
+    allow_run_command: bool = Field(default=False, description="let agents that list run_command use it")
+    inbox_ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery delay of a crashed agent's work")
 
 
 class FleetConfig(_Strict):
@@ -110,6 +127,7 @@ class FleetConfig(_Strict):
         dict[Annotated[str, _token("project name")], ProjectConfig], BeforeValidator(_projects_list_to_dict)
     ] = Field(default_factory=dict)
     agents: dict[Annotated[str, _token("agent name")], AgentConfig] = Field(default_factory=dict)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")
     def _references_exist(self) -> FleetConfig:

@@ -82,7 +82,9 @@ class FleetNats:
             self.url = await self.server.start()
         (self.state_dir / "nats.url").write_text(self.url + "\n", encoding="utf-8")
         self.admin = await Broker.connect(ConnectSpec(url=self.url, creds=admin_creds, name="legion-launcher"))
-        layout = FleetLayout(agents=tuple(cfg.agents), projects=cfg.all_projects())
+        layout = FleetLayout(
+            agents=tuple(cfg.agents), projects=cfg.all_projects(), inbox_ack_wait_s=cfg.runtime.inbox_ack_wait_s
+        )
         report = await provision(self.admin, layout)
         return await self.health(report)
 
