@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from legion.contracts import headers, subjects
-from legion.contracts.agent_events import TaskCompleted, TaskFailed, TaskStarted
+from legion.contracts.agent_events import (
+    ChatReplied,
+    SessionStep,
+    StepKind,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+    TaskSteered,
+)
+from legion.contracts.agent_tools import (
+    AgentEvent,
+    CronList,
+    CronRemove,
+    CronReply,
+    CronSet,
+    NotifyLevel,
+    UserNotified,
+)
 from legion.contracts.base import Command, Event, Message, Reply, Request, UnknownEvent, contract_for, contracts
 from legion.contracts.codec import Codec, decode, encode, peek_tag
-from legion.contracts.commands import AssignTask, Cancel, ChatMessage, Steer
+from legion.contracts.commands import AssignTask, Cancel, ChatMessage, ChatReset, Steer
 from legion.contracts.errors import (
     ConcurrencyConflict,
     ConfigError,
@@ -52,11 +69,14 @@ __all__ = [
     "ActorName",
     "ActorStarted",
     "ActorStopped",
+    "AgentEvent",
     "AgentName",
     "AssignTask",
     "BudgetExceeded",
     "Cancel",
     "ChatMessage",
+    "ChatReplied",
+    "ChatReset",
     "Codec",
     "Command",
     "Commit",
@@ -66,6 +86,10 @@ __all__ = [
     "CostRow",
     "CostsQuery",
     "CostsReport",
+    "CronList",
+    "CronRemove",
+    "CronReply",
+    "CronSet",
     "DeadLettered",
     "Event",
     "ExternalEvent",
@@ -86,6 +110,7 @@ __all__ = [
     "Message",
     "ModelCalled",
     "NotFound",
+    "NotifyLevel",
     "PermissionDenied",
     "ProjectName",
     "Release",
@@ -95,14 +120,18 @@ __all__ = [
     "Reserve",
     "Reserved",
     "ServiceError",
+    "SessionStep",
     "SourceName",
     "Steer",
+    "StepKind",
     "TaskCompleted",
     "TaskFailed",
     "TaskStarted",
+    "TaskSteered",
     "Unavailable",
     "UnknownEvent",
     "UsageRecorded",
+    "UserNotified",
     "contract_for",
     "contracts",
     "decode",

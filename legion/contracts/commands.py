@@ -8,7 +8,7 @@ import msgspec
 
 from legion.contracts.base import Command
 
-__all__ = ["AssignTask", "Cancel", "ChatMessage", "Steer"]
+__all__ = ["AssignTask", "Cancel", "ChatMessage", "ChatReset", "Steer"]
 
 
 class AssignTask(Command, frozen=True, kw_only=True, tag="task.assign.v1"):
@@ -27,6 +27,12 @@ class ChatMessage(Command, frozen=True, kw_only=True, tag="chat.message.v1"):
     session: str
     text: str
     sender: str = ""
+
+
+class ChatReset(Command, frozen=True, kw_only=True, tag="chat.reset.v1"):
+    """Forget a chat session's history (saved memories stay)."""
+
+    session: str
 
 
 class Steer(Command, frozen=True, kw_only=True, tag="task.steer.v1"):

@@ -161,7 +161,8 @@ class ActorHost:
                     tg.create_task(self._service_loop(sspec, tg, event), name=f"serve-{sspec.subject}")
                 for event in subscribed:  # ActorStarted and `ready` mean "requests are answered now"
                     await event.wait()
-                tg.create_task(self._heartbeats(), name="heartbeats")
+                if self.spec.heartbeat_s > 0:  # 0: no heartbeats (agents may not publish on legion.health)
+                    tg.create_task(self._heartbeats(), name="heartbeats")
                 await self._announce(ActorStarted(actor=self.actor.name, kind=self.actor.kind, pid=os.getpid()))
                 self.ready.set()
                 await self._stopping.wait()

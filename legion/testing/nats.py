@@ -88,11 +88,17 @@ class TestFleet:
         return f"{base}-{self.id}"
 
     async def add_agent(
-        self, base: str, *, projects: tuple[str, ...] = (), expires_in: float | None = 3600.0
+        self,
+        base: str,
+        *,
+        projects: tuple[str, ...] = (),
+        expires_in: float | None = 3600.0,
+        inbox_ack_wait_s: float = 30.0,
     ) -> AgentHandle:
-        """Provision an agent (inbox consumer, project buckets) and mint its credentials."""
+        """Provision an agent (inbox consumer, its state bucket, project buckets) and mint its credentials."""
         name = self.name(base)
-        await provision(self.admin, FleetLayout(agents=(name,), projects=projects, streams=()))
+        layout = FleetLayout(agents=(name,), projects=projects, streams=(), inbox_ack_wait_s=inbox_ack_wait_s)
+        await provision(self.admin, layout)
         creds = self.server.auth.issue_agent(name, projects=projects, expires_in=expires_in)
         return AgentHandle(name=name, creds=creds, projects=projects)
 

@@ -92,6 +92,7 @@ class Vault(Actor):
             credentials=sorted(self.http_proxy.credentials.names()),
             unpriced=self.policy.unpriced(),
             keyless=self.policy.keyless(),
+            offline=self.policy.offline(),
             agents_account_pinned=self.spec.agents_account is not None,
         )
         if self.spec.agents_account is None:

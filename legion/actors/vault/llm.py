@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from legion.actors.vault._litellm import errors, litellm
 from legion.actors.vault.health import FailureKind
+from legion.actors.vault.offline import estimate_prompt_tokens, estimate_tokens, is_offline, offline_reply, split_deltas
 from legion.actors.vault.policy import ModelRoute
 
 __all__ = [
@@ -111,6 +112,8 @@ def classify(exc: BaseException) -> tuple[FailureKind, ErrorCode, int | None]:
 
 
 def count_prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None) -> int:
+    if is_offline(model):
+        return estimate_prompt_tokens(messages, tools)
     try:
         return int(litellm.token_counter(model=model, messages=list(messages), tools=list(tools) if tools else None))
     except Exception:  # noqa: BLE001 - odd content must not make a call unbillable: estimate instead
@@ -120,6 +123,8 @@ def count_prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]], tools
 def count_text_tokens(model: str, text: str) -> int:
     if not text:
         return 0
+    if is_offline(model):
+        return estimate_tokens(text)
     try:
         return int(litellm.token_counter(model=model, text=text))
     except Exception:  # noqa: BLE001 - as above
@@ -252,10 +257,28 @@ async def _streamed(kwargs: dict[str, Any], attempt: Attempt, state: _Stream, on
     )
 
 
+async def _offline(attempt: Attempt, on_delta: OnDelta | None) -> Completion:
+    """The built-in offline model (:mod:`.offline`): no LiteLLM, no network, the same Completion."""
+    text = offline_reply(attempt.messages)
+    if attempt.stream and on_delta is not None:
+        for delta in split_deltas(text):
+            await on_delta(delta)
+    return Completion(
+        content=text,
+        tool_calls=[],
+        finish_reason="stop",
+        prompt_tokens=estimate_prompt_tokens(attempt.messages, attempt.tools),
+        completion_tokens=estimate_tokens(text),
+        usage_reported=False,
+    )
+
+
 async def complete(
     attempt: Attempt, *, api_key: str | None, scrub: Scrub, on_delta: OnDelta | None = None
 ) -> Completion:
     """Call the model once; raises :class:`ProviderFailure` (scrubbed) on any provider error."""
+    if is_offline(attempt.route.model):
+        return await _offline(attempt, on_delta)
     kwargs = _kwargs(attempt, api_key)
     state = _Stream()
     error: BaseException | None = None

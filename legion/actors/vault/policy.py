@@ -3,7 +3,8 @@
 A request names a model alias. It is allowed when the agent exists, ``llm`` is among its
 ``allowed_apis`` and the alias is among ``FleetConfig.allowed_models(agent)``; its ``max_tokens``
 is capped by the agent's and the model's ``max_tokens``. The failover chain is the alias followed
-by its ``fallbacks``, keeping only aliases the agent may call, that have a price and a key. The
+by its ``fallbacks``, keeping only aliases the agent may call, that have a price and a key (the
+built-in offline model, ``legion/offline``, needs none: its price is 0 and a ``key:`` is ignored). The
 project billed is ``LlmRequest.project`` if it is one of the agent's ``projects`` (else the call is
 refused), or the agent's only project when the request names none.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from legion.actors.vault.keys import ProviderKeys, key_env_name
+from legion.actors.vault.offline import OFFLINE_MODEL, is_offline
 from legion.actors.vault.pricing import TokenPrice, price_of
 from legion.contracts.names import NAME_PATTERN
 from legion.contracts.vault import LlmRequest
@@ -62,9 +64,9 @@ class Policy:
         self.routes: dict[str, ModelRoute] = {
             alias: ModelRoute(
                 alias=alias,
-                model=m.model,
+                model=OFFLINE_MODEL if is_offline(m.model) else m.model,
                 api_base=m.api_base,
-                key_name=m.key,
+                key_name=None if is_offline(m.model) else m.key,
                 params=dict(m.params),
                 price=price_of(m),
                 fallbacks=tuple(m.fallbacks),
@@ -77,6 +79,10 @@ class Policy:
 
     def unpriced(self) -> list[str]:
         return sorted(alias for alias, r in self.routes.items() if r.price is None)
+
+    def offline(self) -> list[str]:
+        """Aliases of the built-in offline model (answered by the vault itself)."""
+        return sorted(a for a, r in self.routes.items() if is_offline(r.model))
 
     def keyless(self) -> list[str]:
         """Aliases whose key is named but has no value (their calls are refused)."""

@@ -1,6 +1,7 @@
 """Prices in exact Decimal USD per token: ``models.<alias>.price`` first, else LiteLLM's price map.
 
-A model with neither fails closed: the vault refuses to call what it cannot bill.
+A model with neither fails closed: the vault refuses to call what it cannot bill. The built-in
+offline model (``legion/offline``) costs nothing, whatever ``price:`` says.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Literal
 
 from legion.actors.vault._litellm import litellm
+from legion.actors.vault.offline import is_offline
 from legion.runtime.config import ModelConfig
 
 __all__ = ["TokenPrice", "price_of"]
@@ -21,7 +23,7 @@ _MILLION = Decimal(1_000_000)
 class TokenPrice:
     input_per_token: Decimal
     output_per_token: Decimal
-    source: Literal["config", "litellm"]
+    source: Literal["config", "litellm", "builtin"]
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         return self.input_per_token * prompt_tokens + self.output_per_token * completion_tokens
@@ -39,6 +41,8 @@ def _decimal(value: object) -> Decimal | None:
 
 def price_of(model: ModelConfig) -> TokenPrice | None:
     """The price of one alias, or None when neither legion.yaml nor LiteLLM knows it."""
+    if is_offline(model.model):
+        return TokenPrice(input_per_token=Decimal(0), output_per_token=Decimal(0), source="builtin")
     if model.price is not None:
         return TokenPrice(
             input_per_token=model.price.input_per_mtok / _MILLION,

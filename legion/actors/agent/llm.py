@@ -1,0 +1,73 @@
+"""The agent's only way to a model: a request to the vault on ``legion.vault.<agent>.llm``.
+
+The agent holds no provider key and never imports LiteLLM. A refusal or failure comes back as a
+:class:`ModelError` whose ``code`` is the vault's (``budget``, ``policy``, ``provider``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from legion.broker import Broker, new_id
+from legion.contracts import subjects as subj
+from legion.contracts.errors import LegionError, RequestTimeout, Unavailable
+from legion.contracts.service import ServiceError
+from legion.contracts.vault import LlmError, LlmReply, LlmRequest
+
+__all__ = ["ModelError", "VaultClient"]
+
+
+class ModelError(LegionError):
+    """The vault did not answer with a reply. ``code``: the vault's error code, or ``unavailable``."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class VaultClient:
+    broker: Broker
+    agent: str
+    model: str
+    project: str = ""
+    timeout_s: float = 180.0
+    max_tokens: int | None = None
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        stream_session: str = "",
+        trace: str | None = None,
+    ) -> LlmReply:
+        if not self.model:
+            raise ModelError("policy", f"agent {self.agent} has no model; set agents.{self.agent}.model in legion.yaml")
+        request = LlmRequest(
+            request_id=new_id(),
+            model=self.model,
+            messages=messages,
+            tools=tools or None,
+            max_tokens=self.max_tokens,
+            stream=bool(stream_session),
+            session=stream_session,
+            project=self.project,
+        )
+        subject = subj.VAULT_LLM.render(agent=self.agent)
+        try:
+            reply = await self.broker.request(subject, request, trace=trace, timeout=self.timeout_s)
+        except Unavailable as exc:
+            raise ModelError("unavailable", f"the vault is not running: {exc}", retryable=True) from exc
+        except RequestTimeout as exc:
+            raise ModelError("timeout", f"the vault did not answer within {self.timeout_s:g}s", retryable=True) from exc
+        if isinstance(reply, LlmReply):
+            return reply
+        if isinstance(reply, LlmError):
+            raise ModelError(reply.code, reply.message, retryable=reply.retryable)
+        if isinstance(reply, ServiceError):
+            raise ModelError(reply.code, reply.message, retryable=reply.retryable)
+        raise ModelError("internal", f"unexpected reply {type(reply).__name__} from the vault")
