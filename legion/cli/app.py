@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from legion.actors.launcher import Launcher
+from legion.actors import launcher
 from legion.broker import FleetAuth
 from legion.cli import agent_cmds, data_cmds
 from legion.contracts import LegionError
+from legion.contracts.errors import ConfigError
 from legion.contracts.schema import write_schemas
-from legion.runtime import FleetHealth, console, state_dir_of
+from legion.runtime import console, load_config, state_dir_of
+from legion.runtime.init import TEMPLATES, InitSpec, init_fleet
 from legion.runtime.logs import configure_logging
+from legion.runtime.state import FleetState, read_launcher_pid
 
 __all__ = ["app", "main"]
 
@@ -67,58 +71,68 @@ def nats_config(fleet_dir: FleetDir = Path(".")) -> None:
     typer.echo(FleetAuth(state_dir_of(fleet_dir.resolve())).server_config())
 
 
-def _print_health(health: FleetHealth, as_json: bool, actors: dict[str, str] | None = None) -> None:
+# -- the fleet: init, up, down, ps, logs ----------------------------------------------------------
+def _echo_lines(lines: list[str], *, err: bool = False) -> None:
+    for line in lines:
+        typer.echo(line, err=err)
+
+
+def _on_stale(stale: launcher.StaleCleanup, as_json: bool) -> None:
+    pids = ", ".join(map(str, stale.stopped)) or "none"
+    typer.echo(
+        f"legion: cleaned up after a launcher that did not stop (pid {stale.launcher_pid or '?'}); "
+        f"stopped leftover processes: {pids}",
+        err=as_json,
+    )
+
+
+def _print_up(state: FleetState, as_json: bool) -> None:
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "status": "healthy",
-                    "nats_url": health.url,
-                    "embedded": health.embedded,
-                    "streams": health.streams,
-                    "buckets": health.buckets,
-                    "agents": health.agents,
-                    "actors": actors or {},
-                    "provisioned": {"created": health.report.created, "updated": health.report.updated},
-                }
-            )
+        typer.echo(json.dumps(launcher.summary(state)))
+    else:
+        typer.secho(launcher.summary_text(state)[0], fg="green")
+        _echo_lines(launcher.summary_text(state)[1:])
+
+
+async def _up_foreground(fleet_dir: Path, as_json: bool, once: bool) -> None:
+    display = launcher.ProgressDisplay(launcher.display_mode(as_json))
+
+    def ready(state: FleetState) -> None:
+        display.close()
+        _print_up(state, as_json)
+        if not once and not as_json:
+            typer.echo(f"press Ctrl-C to stop (or run `legion down {fleet_dir}`)")
+
+    with display:
+        await launcher.run_up(
+            launcher.UpSpec(fleet_dir=fleet_dir, once=once),
+            on_change=display,
+            on_ready=ready,
+            on_stale=lambda stale: _on_stale(stale, as_json),
         )
-        return
-    typer.secho(f"legion: healthy  nats {health.url}{' (embedded)' if health.embedded else ''}", fg="green")
-    for name, count in health.streams.items():
-        typer.echo(f"  stream {name:<7} {count} messages")
-    for bucket in health.buckets:
-        typer.echo(f"  bucket {bucket}")
-    for name, state in (actors or {}).items():
-        typer.echo(f"  actor  {name}: {state}")
-    for agent in health.agents:
-        typer.echo(f"  agent  {agent}: credentials in .legion/creds/{agent}.creds")
-    if health.report.created:
-        typer.echo(f"  created: {', '.join(health.report.created)}")
+    if not as_json:
+        typer.echo("legion: stopped")
 
 
-async def _up(fleet_dir: Path, as_json: bool, once: bool) -> None:
-    launcher = Launcher(fleet_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    def progress(actor: str, status: str) -> None:
-        if not as_json:
-            typer.echo(f"  {actor:<8} {status}")
-
+def _up_detached(fleet_dir: Path, as_json: bool) -> None:
+    load_config(fleet_dir)  # a bad legion.yaml fails here (exit 2), before anything starts
+    stale = launcher.clean_stale(fleet_dir)
+    if stale.anything:
+        _on_stale(stale, as_json)
+    display = launcher.ProgressDisplay(launcher.display_mode(as_json))
     try:
-        health = await launcher.start(progress)
-        _print_health(health, as_json, actors={n: s.state for n, s in launcher.actors.items()})
-        if not once:
-            if not as_json:
-                typer.echo("press Ctrl-C to stop")
-            await stop.wait()
-    finally:
-        await launcher.stop()
-        if not as_json:
-            typer.echo("legion: stopped")
+        with display:
+            state = launcher.detach(fleet_dir, on_change=display)
+    except launcher.LauncherFailed as exc:
+        typer.secho(f"legion: {exc}", fg="red", err=True)
+        _echo_lines([f"  {line}" for line in exc.log_tail], err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo(f"legion: no longer waiting; the fleet keeps starting (`legion ps {fleet_dir}`, `legion down`)")
+        raise typer.Exit(130) from None
+    _print_up(state, as_json)
+    if not as_json:
+        typer.echo(f"running in the background (launcher pid {state.launcher_pid}); `legion down {fleet_dir}` stops it")
 
 
 @app.command()
@@ -128,10 +142,134 @@ def up(
     once: Annotated[
         bool, typer.Option("--once", envvar="LEGION_ONCE", help="provision, report health and stop")
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", "-d", envvar="LEGION_DETACH", help="run in the background; return once healthy"),
+    ] = False,
 ) -> None:
-    """Start the fleet: NATS (embedded by default), accounts, streams, credentials, the ledger and the vault
-    as supervised processes; report health and run until Ctrl-C (``--once``: stop after the report)."""
-    asyncio.run(_up(fleet_dir, as_json, once))
+    """Start the fleet: NATS (embedded by default), accounts, streams, credentials, the ledger, the vault
+    and every agent as supervised processes. Runs until Ctrl-C or `legion down`; -d runs it in the
+    background and returns once every actor is healthy; --once stops after the report."""
+    fleet_dir = fleet_dir.resolve()
+    running = launcher.find_running(fleet_dir)
+    if running is not None:
+        typer.echo(running.message(fleet_dir))
+        return
+    if detach and once:
+        raise ConfigError("--detach and --once exclude each other: --once stops the fleet right after the report")
+    if detach:
+        _up_detached(fleet_dir, as_json)
+        return
+    try:
+        asyncio.run(_up_foreground(fleet_dir, as_json, once))
+    except launcher.AlreadyRunning as exc:  # lost a race with another `legion up`
+        typer.echo(str(exc))
+
+
+@app.command()
+def down(
+    fleet_dir: FleetDir = Path("."),
+    timeout: Annotated[
+        float, typer.Option("--timeout", envvar="LEGION_DOWN_TIMEOUT", help="seconds to wait before killing")
+    ] = 60.0,
+) -> None:
+    """Stop a running fleet: agents first, then the vault and the ledger, then NATS (nothing is lost)."""
+    fleet_dir = fleet_dir.resolve()
+
+    def waiting(state: FleetState) -> None:
+        typer.echo(f"stopping fleet {state.fleet} (launcher pid {state.launcher_pid}), up to {timeout:g}s ...")
+
+    result = launcher.down(fleet_dir, timeout=timeout, on_wait=waiting)
+    if not result.was_running:
+        typer.echo(f"fleet in {fleet_dir} is not running")
+        if result.killed:
+            typer.echo(f"stopped leftover processes of a launcher that did not stop: {result.killed}")
+    elif result.forced:
+        typer.secho(
+            f"legion: the launcher (pid {result.launcher_pid}) did not stop within {timeout:g}s; "
+            f"killed it and every process of the fleet (SIGKILL): {result.killed}",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    else:
+        typer.echo("stopped")
+
+
+@app.command()
+def ps(fleet_dir: FleetDir = Path("."), as_json: JsonOpt = False) -> None:
+    """The fleet's actors: state, pid (checked live), restarts and uptime. Exit 1 if it is not running."""
+    fleet_dir = fleet_dir.resolve()
+    status = launcher.ps_status(fleet_dir)
+    if status is None:
+        stale = read_launcher_pid(fleet_dir) is not None
+        hint = " (its launcher died without stopping: `legion down` cleans up)" if stale else ""
+        typer.echo(json.dumps({"running": False}) if as_json else f"fleet in {fleet_dir} is not running{hint}")
+        raise typer.Exit(1)
+    pid, state = status
+    rows = launcher.ps_rows(fleet_dir, state)
+    if as_json:
+        doc = {
+            "running": True,
+            "fleet": state.fleet,
+            "fleet_dir": state.fleet_dir,
+            "status": state.status,
+            "launcher_pid": pid,
+            "nats_url": state.nats.url,
+            "embedded": state.nats.embedded,
+            "started_at": state.started_at,
+            "actors": [r.as_dict() for r in rows],
+        }
+        typer.echo(json.dumps(doc))
+        return
+    typer.echo(f"fleet {state.fleet}: {state.status}  nats {state.nats.url}  launcher pid {pid}")
+    table = [
+        (r.name, r.kind, r.state, str(r.pid or "-"), str(r.restarts), launcher.format_age(r.uptime_s)) for r in rows
+    ]
+    Console(soft_wrap=True).print(launcher.ps_table(table))
+
+
+@app.command()
+def logs(
+    actor: Annotated[str | None, typer.Argument(help="actor name (default: every log, prefixed)")] = None,
+    fleet_dir: Annotated[
+        Path | None, typer.Argument(envvar="LEGION_FLEET_DIR", help="fleet directory (default: .)")
+    ] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", envvar="LEGION_LOGS_FOLLOW", help="keep printing")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", envvar="LEGION_LOGS_LINES", help="lines per log")] = 50,
+) -> None:
+    """Print the last lines of an actor's log (.legion/logs/<actor>.log), or of every log with a
+    "name | " prefix; -f keeps printing new lines until Ctrl-C."""
+    name, where = launcher.split_logs_args(actor, fleet_dir)
+    files = launcher.log_files(where, name)
+    prefix = name is None
+    for f in files:
+        _echo_lines([f"{f.name} | {line}" if prefix else line for line in launcher.tail_lines(f.path, lines)])
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            launcher.follow(files, lambda line: print(line, flush=True), prefix=prefix)
+
+
+@app.command()
+def init(
+    fleet_dir: FleetDir = Path("."),
+    template: Annotated[
+        str, typer.Option("--template", "-t", envvar="LEGION_TEMPLATE", help=f"one of: {', '.join(TEMPLATES)}")
+    ] = "starter",
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing legion.yaml")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a working fleet: legion.yaml (offline model by default), agents/<name>/ workspace files
+    and a .gitignore for .legion/ and .env. Refuses to overwrite legion.yaml without --force."""
+    report = init_fleet(InitSpec(fleet_dir=fleet_dir, template=template, force=force))
+    if as_json:
+        doc = {"fleet_dir": str(fleet_dir), "template": template, "agents": report.agents}
+        typer.echo(json.dumps({**doc, "written": report.written, "kept": report.kept}))
+        return
+    typer.echo(f"wrote the {template} fleet to {fleet_dir}: {', '.join(report.written) or 'nothing new'}")
+    if report.kept:
+        typer.echo(f"kept existing: {', '.join(report.kept)}")
+    typer.echo(f'next: legion up -d {fleet_dir}   then: legion task {report.agents[0]} "say hello"')
 
 
 # -- console: tail, publish, creds ---------------------------------------------------------------

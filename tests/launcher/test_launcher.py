@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from legion.actors.launcher import Launcher, SupervisorSpec
 from legion.contracts import ActorStopped, decode
 from legion.contracts import subjects as subj
+from legion.runtime.state import read_state
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -64,3 +65,63 @@ async def test_actors_start_hold_only_their_own_secrets_and_are_restarted(
         s.running is not None and s.running.pid and not Path(f"/proc/{s.running.pid}").exists()
         for s in launcher.actors.values()
     ), "no actor process is left behind"
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "legion" / "actors" / "agent" / "__main__.py").exists(),
+    reason="needs legion.actors.agent",
+)
+async def test_agents_start_healthy_without_secrets_and_are_supervised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, cred = "sk-agent-test-" + os.urandom(8).hex(), "cred-" + os.urandom(8).hex()
+    monkeypatch.setenv("LEGION_SYSTEM_OPENAI", secret)
+    monkeypatch.setenv("LEGION_CRED_GITHUB", cred)
+    (tmp_path / "legion.yaml").write_text(
+        "models:\n  m: {model: legion/offline}\nagents:\n  alpha: {model: m, projects: [p1]}\n  beta: {model: m}\n"
+    )
+    launcher = Launcher(tmp_path, spec=SupervisorSpec(backoff_s=(0.2,)))
+    try:
+        await launcher.start()
+        assert {n: s.state for n, s in launcher.actors.items()} == dict.fromkeys(
+            ("ledger", "vault", "alpha", "beta"), "healthy"
+        )
+        for name in ("alpha", "beta"):
+            running = launcher.actors[name].running
+            assert running is not None and running.pid
+            env = _environ(running.pid)
+            assert not [k for k in env if k.startswith(("LEGION_SYSTEM_", "LEGION_CRED_"))], name
+            assert secret not in env.values() and cred not in env.values()
+        state = read_state(tmp_path)
+        assert state is not None and state.status == "running"
+        assert state.actors["alpha"].kind == "agent"
+        assert state.actors["alpha"].pid == launcher.actors["alpha"].running.pid  # type: ignore[union-attr]
+
+        admin = launcher.fleet.admin
+        assert admin is not None
+        stopped: asyncio.Queue[ActorStopped] = asyncio.Queue()
+
+        async def on_stopped(msg: Msg) -> None:
+            stopped.put_nowait(decode(msg.data, msg.headers, type=ActorStopped))
+
+        await admin.subscribe(subj.EVENTS.render(source="launcher", type="actor.stopped"), on_stopped)
+        alpha = launcher.actors["alpha"]
+        old_pid = alpha.running.pid if alpha.running else 0
+        alpha.settled.clear()
+        os.kill(old_pid or 0, signal.SIGKILL)
+        event = await asyncio.wait_for(stopped.get(), 30)
+        assert event.actor == "alpha"
+        assert "restarting" in event.reason
+        await asyncio.wait_for(alpha.settled.wait(), 60)
+        assert alpha.state == "healthy"
+        assert alpha.running is not None and alpha.running.pid != old_pid
+        assert alpha.record.restarts == 1
+    finally:
+        await launcher.stop()
+    assert all(
+        s.running is not None and s.running.pid and not Path(f"/proc/{s.running.pid}").exists()
+        for s in launcher.actors.values()
+    ), "no actor process is left behind"
+    final = read_state(tmp_path)
+    assert final is not None and final.status == "stopped"
+    assert {a.state for a in final.actors.values()} == {"stopped"}

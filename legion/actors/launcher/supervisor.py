@@ -1,6 +1,6 @@
-"""The launcher's supervisor: start the system actors (ledger, vault) through a backend, wait until
-each has announced ActorStarted, restart what exits with backoff, give up on a crash loop, and
-record every restart as an event. Agents join when the agent actor exists (issue "Launcher and CLI").
+"""The launcher's supervisor: start the system actors (ledger, vault), then every agent of legion.yaml,
+through a backend; wait until each has announced ActorStarted; restart what exits with backoff, give
+up on a crash loop, record every restart as an event, and keep ``.legion/run/state.json`` current.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from legion.contracts.errors import Unavailable
 from legion.contracts.lifecycle import ActorStopped
 from legion.runtime.backends import ActorProcessSpec, Backend, ProcessBackend, RunningActor
 from legion.runtime.fleet import FleetHealth, FleetNats
+from legion.runtime.state import ActorRecord, ActorStatus, FleetState, write_state
 
-__all__ = ["Launcher", "SupervisorSpec"]
+__all__ = ["AGENT_MODULE", "Launcher", "OnChange", "SupervisorSpec"]
 
 log = structlog.get_logger("legion.launcher")
 SOURCE = "launcher"
-Progress = Callable[[str, str], None]  # (actor, status)
+AGENT_MODULE = "legion.actors.agent"
+OnChange = Callable[[FleetState], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +42,21 @@ class SupervisorSpec:
     crash_loop_window_s: float = 60.0
     start_timeout_s: float = 90.0  # the vault imports LiteLLM: seconds on a busy machine
     stop_grace_s: float = 15.0
+    write_state: bool = True  # keep <fleet>/.legion/run/state.json current
 
 
 @dataclass(slots=True)
 class _Supervised:
     spec: ActorProcessSpec
+    record: ActorRecord
     running: RunningActor | None = None
-    started: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # its ActorStarted arrived
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # healthy or given up
     restarts: deque[float] = field(default_factory=deque)
-    state: str = "starting"
+
+    @property
+    def state(self) -> ActorStatus:
+        return self.record.state
 
 
 def _secret_env(prefixes: tuple[str, ...]) -> dict[str, str]:
@@ -56,16 +64,48 @@ def _secret_env(prefixes: tuple[str, ...]) -> dict[str, str]:
 
 
 class Launcher:
-    """``async with Launcher(fleet_dir) as launcher:`` runs NATS, the ledger and the vault."""
+    """``async with Launcher(fleet_dir) as launcher:`` runs NATS, the ledger, the vault and the agents."""
 
-    def __init__(self, fleet_dir: Path, *, backend: Backend | None = None, spec: SupervisorSpec | None = None) -> None:
+    def __init__(
+        self,
+        fleet_dir: Path,
+        *,
+        backend: Backend | None = None,
+        spec: SupervisorSpec | None = None,
+        on_change: OnChange | None = None,
+    ) -> None:
         self.fleet = FleetNats(fleet_dir)
         self.backend = backend or ProcessBackend()
         self.spec = spec or SupervisorSpec()
+        self.on_change = on_change
         self.actors: dict[str, _Supervised] = {}
+        self.state = FleetState(
+            fleet=self.fleet.config.fleet,
+            fleet_dir=str(self.fleet.fleet_dir),
+            launcher_pid=os.getpid(),
+            started_at=time.time(),
+        )
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    # -- state ---------------------------------------------------------------------------------------
+    def _changed(self) -> None:
+        self.state.actors = {name: sup.record for name, sup in self.actors.items()}
+        if self.spec.write_state:
+            try:
+                write_state(self.fleet.fleet_dir, self.state)
+            except OSError as exc:  # a full disk must not take the fleet down
+                log.warning("launcher.state_not_written", error=str(exc))
+        if self.on_change is not None:
+            self.on_change(self.state)
+
+    def _set(self, sup: _Supervised, state: ActorStatus) -> None:
+        sup.record.state = state
+        if state in ("healthy", "crash-loop"):
+            sup.settled.set()
+        self._changed()
+
+    # -- specs ---------------------------------------------------------------------------------------
     def _system_actors(self) -> list[ActorProcessSpec]:
         fleet_dir = self.fleet.fleet_dir
         logs = self.fleet.state_dir / "logs"
@@ -81,43 +121,80 @@ class Launcher:
             ),
         ]
 
-    async def start(self, progress: Progress | None = None) -> FleetHealth:
-        report = progress or (lambda _a, _s: None)
+    def _agent_actors(self) -> list[ActorProcessSpec]:
+        """Agents get base_environment() only: no provider key, no credential, just their creds file."""
+        logs = self.fleet.state_dir / "logs"
+        return [
+            ActorProcessSpec(name, "agent", AGENT_MODULE, self.fleet.fleet_dir, log_path=logs / f"{name}.log")
+            for name in self.fleet.config.agents
+        ]
+
+    # -- start ---------------------------------------------------------------------------------------
+    async def start(self) -> FleetHealth:
+        """NATS, then the ledger and the vault, then every agent (concurrently); returns when all are
+        healthy. Raises Unavailable naming the actor and its log if one does not come up."""
         auth = self.fleet.auth
         # service credentials before the server starts, so it loads them (and any revocations) at once
         auth.issue_service("ledger", ledger_permissions("ledger"), expires_in=None, replace=True)
         auth.issue_service("vault", vault_permissions("vault"), expires_in=None, replace=True)
-        report("nats", "starting")
+        self.state.nats.log = str(self.fleet.state_dir / "logs" / "nats-server.log")
+        self._changed()
         health = await self.fleet.start()
-        report("nats", f"healthy at {health.url}")
+        nats = self.state.nats
+        nats.url, nats.embedded, nats.state = health.url, health.embedded, "healthy"
+        nats.pid = self.fleet.server.pid if self.fleet.server is not None else None
+        self.state.streams, self.state.buckets = dict(health.streams), list(health.buckets)
+        self.state.provisioned = {"created": health.report.created, "updated": health.report.updated}
         admin = self.fleet.admin
         assert admin is not None
-        self.actors = {s.name: _Supervised(spec=s) for s in self._system_actors()}
+        system, agents = self._system_actors(), self._agent_actors()
+        self.actors = {
+            s.name: _Supervised(spec=s, record=ActorRecord(kind=s.kind, log=str(s.log_path))) for s in system + agents
+        }
+        self._changed()
 
         async def on_started(msg: Msg) -> None:
             parsed = subj.EVENTS.parse(msg.subject)
             sup = self.actors.get(parsed["source"]) if parsed else None
-            if sup is not None:
-                sup.state = "healthy"
+            if sup is not None and sup.running is not None and not self._stopping.is_set():
                 sup.started.set()
+                self._set(sup, "healthy")
 
         await admin.subscribe(subj.EVENTS.wildcard(type="actor.started"), on_started)
-        for sup in self.actors.values():
-            report(sup.spec.name, "starting")
-            sup.running = await self.backend.start(sup.spec)
+        await self._start_group([self.actors[s.name] for s in system], admin)
+        await self._start_group([self.actors[a.name] for a in agents], admin)
+        self.state.status = "running"
+        self._changed()
+        return health
+
+    async def _start_group(self, group: list[_Supervised], admin: Broker) -> None:
+        for sup in group:
+            await self._spawn(sup)
             task = asyncio.create_task(self._watch(sup, admin), name=f"supervise-{sup.spec.name}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        for sup in self.actors.values():
-            try:
-                async with asyncio.timeout(self.spec.start_timeout_s):
-                    await sup.started.wait()
-            except TimeoutError:
-                raise Unavailable(
-                    f"{sup.spec.name} did not start within {self.spec.start_timeout_s:g}s; see {sup.spec.log_path}"
-                ) from None
-            report(sup.spec.name, "healthy")
-        return health
+        await asyncio.gather(*(self._until_ready(sup) for sup in group))
+
+    async def _until_ready(self, sup: _Supervised) -> None:
+        try:
+            async with asyncio.timeout(self.spec.start_timeout_s):
+                await sup.settled.wait()
+        except TimeoutError:
+            raise Unavailable(
+                f"{sup.spec.name} did not start within {self.spec.start_timeout_s:g}s; see {sup.spec.log_path}"
+            ) from None
+        if sup.record.state != "healthy":
+            raise Unavailable(f"{sup.spec.name} keeps exiting (crash loop); see {sup.spec.log_path}")
+
+    async def _spawn(self, sup: _Supervised, *, fresh_credentials: bool = False) -> None:
+        name = sup.spec.name
+        if fresh_credentials and sup.spec.kind == "agent":  # agent credentials expire: a restart gets new ones
+            self.fleet.auth.issue_agent(name, projects=self.fleet.config.agents[name].projects)
+        sup.started.clear()
+        sup.settled.clear()
+        sup.running = await self.backend.start(sup.spec)
+        sup.record.pid, sup.record.started_at = sup.running.pid, time.time()
+        self._set(sup, "starting")
 
     async def _watch(self, sup: _Supervised, admin: Broker) -> None:
         """Restart ``sup`` whenever it exits, with backoff; stop restarting on a crash loop."""
@@ -127,10 +204,12 @@ class Launcher:
                 return
             now = time.monotonic()
             sup.restarts.append(now)
+            sup.record.restarts += 1
+            sup.record.pid = None
             while sup.restarts and now - sup.restarts[0] > self.spec.crash_loop_window_s:
                 sup.restarts.popleft()
             if len(sup.restarts) > self.spec.crash_loop_restarts:
-                sup.state = "crash-loop"
+                self._set(sup, "crash-loop")
                 await self._record(
                     admin,
                     sup,
@@ -140,15 +219,14 @@ class Launcher:
                 )
                 return
             delay = self.spec.backoff_s[min(len(sup.restarts) - 1, len(self.spec.backoff_s) - 1)]
-            sup.state = "restarting"
+            self._set(sup, "restarting")
             await self._record(admin, sup, f"exited with code {code}; restarting in {delay:g}s", code)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
             if self._stopping.is_set():
                 return
-            sup.started.clear()
-            sup.running = await self.backend.start(sup.spec)
+            await self._spawn(sup, fresh_credentials=True)
 
     async def _record(self, admin: Broker, sup: _Supervised, reason: str, code: int) -> None:
         log.warning("actor.exited", actor=sup.spec.name, reason=reason)
@@ -156,17 +234,32 @@ class Launcher:
         with contextlib.suppress(Exception):
             await admin.js_publish(subj.EVENTS.render(source=SOURCE, type="actor.stopped"), event)
 
+    # -- stop ----------------------------------------------------------------------------------------
+    async def _stop_all(self, group: list[_Supervised]) -> None:
+        await asyncio.gather(*(s.running.stop(self.spec.stop_grace_s) for s in group if s.running is not None))
+        for sup in group:
+            sup.record.pid = None
+            sup.record.state = "stopped"
+        self._changed()
+
     async def stop(self) -> None:
-        """Stop every actor (SIGTERM, their own graceful shutdown), then NATS. Safe to call twice."""
+        """Stop the agents, then the vault, then the ledger (SIGTERM, their own graceful shutdown), then
+        NATS: nothing in flight is lost. Safe to call twice."""
         self._stopping.set()
-        await asyncio.gather(
-            *(s.running.stop(self.spec.stop_grace_s) for s in self.actors.values() if s.running is not None)
-        )
+        self.state.status = "stopping"
+        self._changed()
+        sups = list(self.actors.values())
+        await self._stop_all([s for s in sups if s.spec.kind == "agent"])
+        await self._stop_all([s for s in sups if s.spec.kind == "vault"])  # in-flight calls commit to the ledger
+        await self._stop_all([s for s in sups if s.spec.kind not in ("agent", "vault")])
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.fleet.stop()
+        self.state.nats.pid, self.state.nats.state = None, "stopped"
+        self.state.status = "stopped"
+        self._changed()
 
     async def __aenter__(self) -> Launcher:
         try:

@@ -1,0 +1,252 @@
+"""`legion up -d`, `ps`, `logs`, `down` and recovery after a killed launcher, through real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from legion.broker import Broker, ConnectSpec
+from legion.runtime.state import read_state, wait_gone
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(240)]
+
+LEGION = [sys.executable, "-m", "legion"]
+SECRET = "sk-up-down-" + os.urandom(8).hex()
+CRED = "ghp-up-down-" + os.urandom(8).hex()
+
+
+def _legion(*args: str, timeout: float = 180, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LEGION, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env or os.environ.copy()
+    )
+
+
+def _up(fleet: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LEGION_SYSTEM_OPENAI": SECRET, "LEGION_CRED_GITHUB": CRED}
+    result = _legion("up", "-d", str(fleet), *extra, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _pids(fleet: Path) -> dict[str, int]:
+    state = read_state(fleet)
+    assert state is not None
+    pids = {name: rec.pid for name, rec in state.actors.items() if rec.pid}
+    if state.nats.pid:
+        pids["nats"] = state.nats.pid
+    return {"launcher": state.launcher_pid, **pids}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def _new_fleet(root: Path, name: str) -> Path:
+    fleet = root / name
+    result = _legion("init", str(fleet), "--template", "starter")
+    assert result.returncode == 0, result.stderr
+    return fleet
+
+
+def _force_down(fleet: Path) -> None:
+    if (fleet / ".legion" / "run" / "launcher.pid").exists():
+        _legion("down", str(fleet), timeout=90)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One fleet (the starter template: ledger, vault, agent `starter`) started with `legion up -d`."""
+    fleet = _new_fleet(tmp_path_factory.mktemp("up"), "shared")
+    try:
+        _up(fleet)
+        yield fleet
+    finally:
+        _force_down(fleet)
+
+
+def test_up_detach_returns_once_every_actor_is_healthy(running: Path) -> None:
+    state = read_state(running)
+    assert state is not None
+    assert state.status == "running"
+    assert {n: a.state for n, a in state.actors.items()} == dict.fromkeys(("ledger", "vault", "starter"), "healthy")
+    assert state.nats.url.startswith("nats://127.0.0.1:")
+    log = (running / ".legion" / "logs" / "launcher.log").read_text()
+    assert "healthy" in log, "the background launcher's output goes to launcher.log"
+
+
+def test_agents_hold_no_provider_key_or_credential(running: Path) -> None:
+    pids = _pids(running)
+    agent_env = _environ(pids["starter"])
+    assert not [k for k in agent_env if k.startswith(("LEGION_SYSTEM_", "LEGION_CRED_"))]
+    assert SECRET not in agent_env.values() and CRED not in agent_env.values()
+    vault_env = _environ(pids["vault"])
+    assert vault_env["LEGION_SYSTEM_OPENAI"] == SECRET, "the vault alone holds keys"
+    assert vault_env["LEGION_CRED_GITHUB"] == CRED
+
+
+@pytest.mark.parametrize("detach", [True, False], ids=["up-d", "up"])
+def test_a_second_up_says_already_running_and_touches_nothing(running: Path, detach: bool) -> None:
+    before = _pids(running)
+    state = read_state(running)
+    assert state is not None
+    result = _legion("up", *(["-d"] if detach else []), str(running), timeout=30)
+    assert result.returncode == 0, result.stderr
+    expected = (
+        f"fleet {state.fleet} is already running (pid {before['launcher']}, {state.nats.url}); `legion down` stops it"
+    )
+    assert result.stdout.strip() == expected
+    assert _pids(running) == before
+
+
+def test_ps_json_lists_every_actor_alive(running: Path) -> None:
+    result = _legion("ps", str(running), "--json", timeout=30)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["running"] is True
+    assert doc["fleet"] == "starter"
+    assert doc["nats_url"].startswith("nats://127.0.0.1:")
+    rows = {row["name"]: row for row in doc["actors"]}
+    assert set(rows) == {"nats", "ledger", "vault", "starter"}
+    assert all(row["alive"] and row["state"] == "healthy" and row["uptime_s"] >= 0 for row in rows.values()), rows
+    assert rows["starter"]["kind"] == "agent"
+    assert rows["starter"]["pid"] == _pids(running)["starter"]
+    text = _legion("ps", str(running), timeout=30)
+    assert text.returncode == 0
+    assert "starter" in text.stdout and "healthy" in text.stdout
+
+
+def test_logs_prints_the_last_lines_of_an_actor_or_of_all(running: Path) -> None:
+    one = _legion("logs", "vault", str(running), "-n", "3", timeout=30)
+    assert one.returncode == 0, one.stderr
+    assert 0 < len(one.stdout.splitlines()) <= 3
+    every = _legion("logs", str(running), "-n", "2", timeout=30)
+    assert every.returncode == 0, every.stderr
+    prefixes = {line.split(" | ", 1)[0].strip() for line in every.stdout.splitlines()}
+    assert {"launcher", "nats-server", "ledger", "vault", "starter"} <= prefixes
+    missing = _legion("logs", "nobody", str(running), timeout=30)
+    assert missing.returncode == 2
+    assert "no log for 'nobody'" in missing.stderr
+
+
+def test_logs_follow_prints_appended_lines_until_terminated(running: Path) -> None:
+    log = running / ".legion" / "logs" / "starter.log"
+    proc = subprocess.Popen(
+        [*LEGION, "logs", "starter", str(running), "-f", "-n", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        marker = f"marker-{os.urandom(4).hex()}"
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 30
+        seen = ""
+        while marker not in seen:
+            with log.open("a") as f:  # appended again each round: the follower may not have started yet
+                f.write(f"{marker}\n")
+            assert time.monotonic() < deadline, "the follower never printed the appended line"
+            if sel.select(timeout=1.0):
+                seen += proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert marker in seen
+
+
+def test_down_stops_every_process_and_removes_the_pid_file(tmp_path: Path) -> None:
+    fleet = _new_fleet(tmp_path, "downfleet")
+    try:
+        _up(fleet)
+        pids = _pids(fleet)
+        assert set(pids) == {"launcher", "nats", "ledger", "vault", "starter"}
+        result = _legion("down", str(fleet), timeout=90)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith("stopped")
+        alive = [name for name, pid in pids.items() if not wait_gone(pid, 0)]
+        assert not alive, f"still running after `legion down`: {alive}"
+        assert not (fleet / ".legion" / "run" / "launcher.pid").exists()
+        ps = _legion("ps", str(fleet), "--json", timeout=30)
+        assert ps.returncode == 1
+        assert json.loads(ps.stdout) == {"running": False}
+        again = _legion("down", str(fleet), timeout=30)
+        assert again.returncode == 0
+        assert "is not running" in again.stdout
+    finally:
+        _force_down(fleet)
+
+
+async def _events(fleet: Path) -> int:
+    state_dir = fleet / ".legion"
+    url = (state_dir / "nats.url").read_text().strip()
+    broker = await Broker.connect(ConnectSpec(url=url, creds=state_dir / "creds" / "admin.creds"))
+    try:
+        info = await broker.js.stream_info("EVENTS")
+        return int(info.state.messages)
+    finally:
+        await broker.close()
+
+
+def test_up_after_a_killed_launcher_cleans_up_and_keeps_the_history(tmp_path: Path) -> None:
+    fleet = _new_fleet(tmp_path, "crashed")
+    try:
+        _up(fleet)
+        events = asyncio.run(_events(fleet))
+        assert events >= 3, "ledger, vault and starter announced themselves"
+        old = _pids(fleet)
+        os.kill(old["launcher"], signal.SIGKILL)
+        assert wait_gone(old["launcher"], 10)
+        assert wait_gone(old["vault"], 0) is False, "its actors outlive it (own sessions)"
+        ps = _legion("ps", str(fleet), timeout=30)
+        assert ps.returncode == 1
+        assert "legion down" in ps.stdout
+        result = _up(fleet)
+        assert "cleaned up after a launcher that did not stop" in result.stdout
+        leftovers = [name for name, pid in old.items() if not wait_gone(pid, 0)]
+        assert not leftovers, f"processes of the killed launcher still run: {leftovers}"
+        new = _pids(fleet)
+        assert new["launcher"] != old["launcher"]
+        assert asyncio.run(_events(fleet)) >= events, "the NATS store in .legion was reused"
+    finally:
+        _force_down(fleet)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("agents:\n  alpha:\n    rol: x\n", "agents.alpha.rol: unknown key 'rol'"),
+        ("agents:\n  Coder Bot: {}\n", "'Coder Bot' is invalid"),
+        ("agents:\n  alpha: {model: nope}\n", "agents.alpha: unknown model alias 'nope' (models: none defined)"),
+    ],
+    ids=["unknown-key", "bad-agent-name", "missing-model-alias"],
+)
+def test_up_detach_with_a_bad_config_exits_2_before_starting(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    (tmp_path / "legion.yaml").write_text(yaml_text)
+    result = _legion("up", "-d", str(tmp_path), timeout=30)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert str(tmp_path / "legion.yaml") in result.stderr
+    assert not (tmp_path / ".legion" / "logs" / "launcher.log").exists(), "no launcher was started"
+
+
+def test_up_detach_reports_a_launcher_that_dies_with_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "legion.yaml").write_text(f"nats:\n  port: {port}\n")
+        result = _legion("up", "-d", str(tmp_path), timeout=60)
+    assert result.returncode == 1
+    assert "the launcher exited with code 2 before the fleet was healthy" in result.stderr
+    assert "address already in use" in result.stderr, "the tail of launcher.log is shown"
+    assert not (tmp_path / ".legion" / "run" / "launcher.pid").exists()
