@@ -34,12 +34,14 @@ _UNLIMITED = {
 _JETSTREAM = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
 
 # JetStream API subjects LEGION exports to AGENTS (imported there under JSL.API). Never stream
-# create/delete/purge, consumer delete, list/names or MSG.GET.
+# create/delete/purge, consumer create/delete, list/names or MSG.GET. No CONSUMER.CREATE: the server
+# does not restrict a push consumer's deliver_subject, so an agent that may create a consumer, even
+# on its own bucket, can have its values (with forged headers) delivered to any LEGION subscriber,
+# e.g. legion.svc.ledger.release. The launcher creates every consumer; agents use direct gets.
 _JS_EXPORTS: tuple[tuple[str, str], ...] = (
     ("$JS.API.DIRECT.GET.>", "Stream"),  # batch direct gets answer with several messages
     ("$JS.API.STREAM.INFO.>", "Singleton"),
-    ("$JS.API.CONSUMER.CREATE.>", "Singleton"),
-    ("$JS.API.CONSUMER.INFO.>", "Singleton"),
+    ("$JS.API.CONSUMER.INFO.>", "Singleton"),  # the agent's own inbox durable only (user permissions)
     ("$JS.API.CONSUMER.MSG.NEXT.>", "Stream"),
 )
 _PLAIN_SERVICE_EXPORTS: tuple[tuple[str, str], ...] = (
@@ -48,7 +50,7 @@ _PLAIN_SERVICE_EXPORTS: tuple[tuple[str, str], ...] = (
     (subj.EVENTS_ALL, "Singleton"),
     ("$KV.>", "Singleton"),
     ("$JS.ACK.>", "Singleton"),
-    ("$JS.FC.>", "Singleton"),
+    # no $JS.FC.>: flow control is for push consumers, and agents have none
 )
 
 

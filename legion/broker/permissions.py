@@ -1,8 +1,10 @@
 """The permission compiler: who may publish and subscribe to what, in NATS subject terms.
 
 Patterns are NATS patterns (``*`` is exactly one token, ``>`` the rest), never globs. The agent
-set is the minimal one verified in DESIGN.md section 3. Note that an empty allow list restricts
-nothing in NATS, so "nothing" is always written as ``deny: [">"]``.
+set is DESIGN.md section 3's minimal set without its ``CONSUMER.CREATE``, ``CONSUMER.INFO`` and
+``$JS.FC`` rights on buckets: agents create no consumers (docs/security.md, "Agents create no
+consumers"). Note that an empty allow list restricts nothing in NATS, so "nothing" is always
+written as ``deny: [">"]``.
 """
 
 from __future__ import annotations
@@ -94,7 +96,12 @@ def _block(allow: Iterable[str], deny: Iterable[str]) -> dict[str, list[str]]:
 
 def agent_permissions(agent: str, *, projects: Iterable[str] = ()) -> Permissions:
     """The minimal set for one agent: its vault and scheduler calls, its own events, its inbox, its
-    private state bucket and its projects' buckets."""
+    private state bucket and its projects' buckets.
+
+    On a bucket an agent may put (``$KV``), direct-get and read stream info, nothing more: no
+    consumer create or info and no flow control. A consumer it created could deliver to any
+    subject (the server does not check a push consumer's ``deliver_subject`` against anything).
+    """
     durable = agent_inbox_durable(agent)
     js = JS_LOCAL_PREFIX
     pub = [
@@ -112,10 +119,6 @@ def agent_permissions(agent: str, *, projects: Iterable[str] = ()) -> Permission
             f"{js}.DIRECT.GET.KV_{b}",
             f"{js}.DIRECT.GET.KV_{b}.>",
             f"{js}.STREAM.INFO.KV_{b}",
-            f"{js}.CONSUMER.CREATE.KV_{b}",
-            f"{js}.CONSUMER.CREATE.KV_{b}.>",
-            f"{js}.CONSUMER.INFO.KV_{b}.*",
-            f"$JS.FC.KV_{b}.>",
         ]
     return Permissions(
         pub_allow=tuple(pub),

@@ -53,12 +53,19 @@ async def test_agent_can_do_its_own_work(legion_fleet: TestFleet) -> None:
         subj.EVENTS.render(source=alpha.name, type="task.started"), TaskStarted(task_id="t", agent=alpha.name)
     )
     assert ack.stream == "EVENTS"
-    # its own blackboard: put, get (direct), history via consumer
-    kv = await a.js.key_value(bucket_name(p1))
+    # its own blackboard: put, get (direct), history via direct gets by sequence (agents create no
+    # consumers, so nats-py's kv.history/watch/keys are not available to them: test_agent_consumers.py)
+    b1 = bucket_name(p1)
+    kv = await a.js.key_value(b1)
     rev = await kv.put("task.1", b"open")
     assert (await kv.get("task.1")).value == b"open"
-    assert await kv.update("task.1", b"claimed", last=rev) > rev
-    assert [e.value for e in await kv.history("task.1")] == [b"open", b"claimed"]
+    claimed = await kv.update("task.1", b"claimed", last=rev)
+    assert claimed > rev
+    history = []
+    for seq in (1, rev + 1):
+        body = json.dumps({"seq": seq, "next_by_subj": f"$KV.{b1}.task.1"}).encode()
+        history.append((await a.request_raw(f"JSL.API.DIRECT.GET.KV_{b1}", body)).data)
+    assert history == [b"open", b"claimed"]
     # its own inbox: a task put there by the admin is fetched and acked
     await fleet.admin.js_publish(subj.AGENT_INBOX.render(agent=alpha.name), AssignTask(task_id="t1", text="hi"))
     sub = await a.js.pull_subscribe_bind(agent_inbox_durable(alpha.name), stream=INBOX)

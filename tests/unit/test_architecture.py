@@ -57,6 +57,7 @@ PUBLIC = {
     "legion.testing": {"NatsTestServer", "TestFleet", "FakeLlmServer", "Reply", "LlmErrorReply", "ToolCall"},
     "legion.runtime": {"FleetConfig", "FleetNats", "load_config"},
     "legion.actors.vault": {"Vault", "VaultSpec", "ProviderKeys", "host_spec", "vault_permissions", "identify_caller"},
+    "legion.actors.agent": {"Agent", "AgentSpec", "skill", "ToolError", "ToolContext", "MemoryStore", "Workspace"},
     "legion.actors.ledger": {"Ledger", "LedgerSpec", "Budgets", "ledger_host_spec", "ledger_permissions"},
 }
 

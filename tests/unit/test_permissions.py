@@ -25,9 +25,18 @@ def _allowed(perms: Permissions, subject: str) -> bool:
 
 
 def test_agent_set_matches_design_minimal_set() -> None:
+    """DESIGN.md section 3's set, plus the scheduler service and the agent's private state bucket ag_alpha,
+    minus every consumer right on buckets (CONSUMER.CREATE/INFO, $JS.FC): agents create no consumers."""
     perms = agent_permissions("alpha", projects=["p1"])
-    assert set(perms.pub_allow) == {
+    private = {
+        "$KV.ag_alpha.>",
+        "JSL.API.DIRECT.GET.KV_ag_alpha",
+        "JSL.API.DIRECT.GET.KV_ag_alpha.>",
+        "JSL.API.STREAM.INFO.KV_ag_alpha",
+    }
+    assert set(perms.pub_allow) == private | {
         "legion.vault.alpha.>",
+        "legion.scheduler.alpha.>",
         "legion.events.alpha.>",
         "JSL.API.CONSUMER.MSG.NEXT.INBOX.alpha_inbox",
         "JSL.API.CONSUMER.INFO.INBOX.alpha_inbox",
@@ -36,10 +45,6 @@ def test_agent_set_matches_design_minimal_set() -> None:
         "JSL.API.DIRECT.GET.KV_bb_p1",
         "JSL.API.DIRECT.GET.KV_bb_p1.>",
         "JSL.API.STREAM.INFO.KV_bb_p1",
-        "JSL.API.CONSUMER.CREATE.KV_bb_p1",
-        "JSL.API.CONSUMER.CREATE.KV_bb_p1.>",
-        "JSL.API.CONSUMER.INFO.KV_bb_p1.*",
-        "$JS.FC.KV_bb_p1.>",
     }
     assert perms.sub_allow == ("_INBOX.alpha.>",)
     assert not perms.allow_responses
@@ -56,9 +61,24 @@ def test_agent_set_matches_design_minimal_set() -> None:
         ("legion.vault.beta.llm", False),
         ("$KV.bb_p1.a.b.c", True),
         ("$KV.bb_p10.a", False),
-        ("JSL.API.CONSUMER.INFO.KV_bb_p1.c1", True),
-        ("JSL.API.CONSUMER.INFO.KV_bb_p1.c1.extra", False),  # '*' is one token, never crosses '.'
+        ("JSL.API.DIRECT.GET.KV_bb_p1", True),
+        ("JSL.API.DIRECT.GET.KV_bb_p1.$KV.bb_p1.a.b", True),
+        ("JSL.API.DIRECT.GET.KV_bb_p10", False),
+        ("JSL.API.STREAM.INFO.KV_bb_p1", True),
+        ("JSL.API.STREAM.INFO.KV_bb_p1.x", False),
+        ("JSL.API.CONSUMER.INFO.INBOX.alpha_inbox", True),
+        ("JSL.API.CONSUMER.INFO.INBOX.alpha_inbox.extra", False),
+        ("JSL.API.CONSUMER.INFO.INBOX.beta_inbox", False),
+        # agents create no consumers, on any stream, in any form (a push consumer delivers anywhere)
+        ("JSL.API.CONSUMER.CREATE.KV_bb_p1", False),
+        ("JSL.API.CONSUMER.CREATE.KV_bb_p1.c1", False),
+        ("JSL.API.CONSUMER.CREATE.KV_bb_p1.c1.$KV.bb_p1.>", False),
+        ("JSL.API.CONSUMER.CREATE.KV_ag_alpha", False),
+        ("JSL.API.CONSUMER.CREATE.INBOX.alpha_inbox", False),
+        ("JSL.API.CONSUMER.DURABLE.CREATE.KV_bb_p1.c1", False),
+        ("JSL.API.CONSUMER.INFO.KV_bb_p1.c1", False),
         ("JSL.API.CONSUMER.DELETE.KV_bb_p1.c1", False),
+        ("$JS.FC.KV_bb_p1.x.y", False),
     ],
 )
 def test_pattern_edges_follow_nats_token_rules(subject: str, allowed: bool) -> None:

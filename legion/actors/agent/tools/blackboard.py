@@ -280,7 +280,8 @@ class _Board:
             raise _to_tool_error(exc, f"listing {prefix or 'keys'!r}") from None
         out: dict[str, Any] = {"prefix": prefix, "keys": strip_invisible_deep(keys[:MAX_LIST])}
         if len(keys) > MAX_LIST or len(checked) < len(candidates) or not complete:
-            out["note"] = f"the list was cut (at most {MAX_LIST} keys are listed); list a narrower prefix"
+            cap = f"at most {MAX_LIST} keys are listed, {_MAX_LIST_CHECKS} checked"
+            out["note"] = f"the list was cut ({cap}); list a narrower prefix"
         return out
 
     async def next_change(self, bucket: str, key: str, after: int) -> Msg | None:
