@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 
 from legion.contracts import ChatMessage, ChatReset, LlmChunk, decode
 from legion.contracts import subjects as subj
-from legion.contracts.agent_events import ChatReplied
+from legion.contracts.agent_events import ChatReplied, SessionStep
 from legion.testing import FakeLlmServer, Reply, TestFleet, ToolCall
 from tests.agent.agent_rig import agent_fleet
 
@@ -71,3 +71,35 @@ async def test_chat_history_survives_a_restart_and_reset_forgets_it_but_not_memo
         assert "My cat is called Tom." not in after_reset and "What did I tell you?" not in after_reset
         found = fake_llm.requests[4].body["messages"][-1]
         assert found["role"] == "tool" and "Tom" in found["content"]
+
+
+async def test_context_compaction_saves_facts_that_stay_findable(
+    legion_fleet: TestFleet, fake_llm: FakeLlmServer, tmp_path: Path
+) -> None:
+    filler = " ".join(["context"] * 110)  # ~200 tokens a turn against a 600-token window (compaction at 70 %)
+    fake_llm.script(
+        Reply(text="ok 1"),
+        Reply(text="ok 2"),
+        Reply(text="ok 3"),
+        Reply(text='["The project codename is Falcon."]'),  # turn 4: the facts of the dropped messages
+        Reply(text="The user named the project."),  # turn 4: the summary
+        Reply(text="ok 4"),
+        Reply(tool_calls=[ToolCall(name="memory_search", arguments={"query": "project codename"})]),
+        Reply(text="It is Falcon."),
+    )
+    async with agent_fleet(legion_fleet, fake_llm, tmp_path, context_window=600) as rig:
+        texts = [f"Remember: the project codename is Falcon. {filler}", filler, filler, filler]
+        for i, text in enumerate(texts, start=1):
+            await rig.send(ChatMessage(session="s3", text=text))
+            await rig.probe.next(ChatReplied, lambda e, n=i: e.text == f"ok {n}")
+        summary = await rig.probe.next(SessionStep, lambda s: s.kind == "summary")
+        assert summary.data["facts"] == ["The project codename is Falcon."]
+        turn4 = _said(fake_llm.requests[5].body)
+        assert "Summary of the conversation so far: The user named the project." in turn4
+        assert "Remember: the project codename" not in turn4  # the first turn was compacted away
+
+        await rig.send(ChatReset(session="s3"))
+        await rig.send(ChatMessage(session="s3", text="What is the codename?"))
+        await rig.probe.next(ChatReplied, lambda e: e.text == "It is Falcon.")
+        found = fake_llm.requests[7].body["messages"][-1]
+        assert found["role"] == "tool" and "The project codename is Falcon." in found["content"]
