@@ -48,6 +48,10 @@ _PLAIN_SERVICE_EXPORTS: tuple[tuple[str, str], ...] = (
     (subj.VAULT_ALL, "Singleton"),
     (subj.SCHEDULER_ALL, "Singleton"),
     (subj.EVENTS_ALL, "Singleton"),
+    # agents' inboxes (legion.yaml can_message): a js publish lands in INBOX and its PubAck comes back
+    # through the import. Which inboxes an agent may publish is its user permissions. No share: JetStream
+    # strips Nats-Request-Info before storing, so the receiver could not read the sender from it anyway.
+    (subj.INBOX_ALL, "Singleton"),
     ("$KV.>", "Singleton"),
     ("$JS.ACK.>", "Singleton"),
     # no $JS.FC.>: flow control is for push consumers, and agents have none

@@ -119,9 +119,16 @@ class FleetAuth:
         return user
 
     def issue_agent(
-        self, agent: str, *, projects: list[str] | tuple[str, ...] = (), expires_in: float | None = DEFAULT_EXPIRY_S
+        self,
+        agent: str,
+        *,
+        projects: list[str] | tuple[str, ...] = (),
+        can_message: list[str] | tuple[str, ...] = (),
+        subscribes: bool = False,
+        expires_in: float | None = DEFAULT_EXPIRY_S,
     ) -> Path:
-        self.issue(agent, "agent", agent_permissions(agent, projects=projects), expires_in=expires_in)
+        perms = agent_permissions(agent, projects=projects, can_message=can_message, subscribes=subscribes)
+        self.issue(agent, "agent", perms, expires_in=expires_in)
         return self.creds_path(agent)
 
     def issue_ingest(self, source: str, *, expires_in: float | None = None) -> Path:

@@ -12,6 +12,11 @@ delivered ``max_deliver`` times, or if it cannot be decoded at all, it is termin
 handled or waiting in the prefetch queue) gets ``+WPI`` (in progress) so JetStream does not
 redeliver it meanwhile.
 
+A raw consumer (``ConsumeSpec.raw``) hands messages that do not decode to its handler as an
+:class:`UnknownEvent` (raw body, tag, headers) with ``Delivery.decode_error`` set, instead of
+dead-lettering them, so the handler can reject them itself (the agent's events consumer does, with
+an ``IngestRejected`` event).
+
 Stopping: no new pulls; in-flight handlers finish; queued messages that no handler started, and
 any that still arrive, stay held (kept alive) until the server has answered every outstanding
 pull request (at most ``expires_s``); then they are all nak'ed at once, so whoever pulls next gets
@@ -60,6 +65,7 @@ class ConsumeSpec:
     dead_letter_source: str | None = None  # the <source> of DeadLettered events; None: log only
     strict: bool = False  # decode unknown tags as errors (tests) instead of UnknownEvent
     ack_sync: bool = False  # wait for the server to confirm each ack
+    raw: bool = False  # hand undecodable messages to the handler (Delivery.decode_error) instead of dead-lettering
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,8 @@ class Delivery:
     stream_seq: int
     deliveries: int
     trace: str
+    decode_error: str = ""
+    """Raw consumers only: why the body did not decode (``message`` is then an UnknownEvent of it)."""
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -184,13 +192,23 @@ class PullConsumer:
         if deliveries > self.spec.max_deliver:
             await self._dead_letter(msg, seq, deliveries, f"delivered {deliveries} times without success")
             return
+        decode_error = ""
         try:
-            message = decode(msg.data, msg.headers, strict=self.spec.strict)
+            message: Message | UnknownEvent = decode(msg.data, msg.headers, strict=self.spec.strict)
         except ContractError as exc:
-            await self._dead_letter(msg, seq, deliveries, str(exc))
-            return
+            if not self.spec.raw:
+                await self._dead_letter(msg, seq, deliveries, str(exc))
+                return
+            decode_error = str(exc)
+            message = UnknownEvent(tag=exc.tag or "", data=bytes(msg.data), headers=dict(msg.headers or {}))
         delivery = Delivery(
-            msg=msg, message=message, subject=msg.subject, stream_seq=seq, deliveries=deliveries, trace=trace
+            msg=msg,
+            message=message,
+            subject=msg.subject,
+            stream_seq=seq,
+            deliveries=deliveries,
+            trace=trace,
+            decode_error=decode_error,
         )
         try:
             with trace_scope(trace), structlog.contextvars.bound_contextvars(trace=trace, subject=msg.subject):

@@ -21,6 +21,7 @@ __all__ = [
     "LEGION_INBOX_PREFIX",
     "Permissions",
     "admin_permissions",
+    "agent_events_durable",
     "agent_inbox_durable",
     "agent_inbox_prefix",
     "agent_permissions",
@@ -49,6 +50,11 @@ def agent_state_bucket(agent: str) -> str:
 
 def agent_inbox_durable(agent: str) -> str:
     return f"{validate_token(agent, kind='agent name')}_inbox"
+
+
+def agent_events_durable(agent: str) -> str:
+    """The durable on EVENTS that delivers the events an agent subscribes to (legion.yaml ``subscribe``)."""
+    return f"{validate_token(agent, kind='agent name')}_events"
 
 
 def agent_inbox_prefix(agent: str) -> str:
@@ -94,13 +100,24 @@ def _block(allow: Iterable[str], deny: Iterable[str]) -> dict[str, list[str]]:
     return block
 
 
-def agent_permissions(agent: str, *, projects: Iterable[str] = ()) -> Permissions:
+def agent_permissions(
+    agent: str,
+    *,
+    projects: Iterable[str] = (),
+    can_message: Iterable[str] = (),
+    subscribes: bool = False,
+) -> Permissions:
     """The minimal set for one agent: its vault and scheduler calls, its own events, its inbox, its
     private state bucket and its projects' buckets.
 
     On a bucket an agent may put (``$KV``), direct-get and read stream info, nothing more: no
     consumer create or info and no flow control. A consumer it created could deliver to any
     subject (the server does not check a push consumer's ``deliver_subject`` against anything).
+
+
+    ``can_message``: agents whose inbox it may send work to (through the INBOX service import).
+    ``subscribes``: it may fetch from and ack its own events durable ``<agent>_events``, which the
+    launcher creates with the filters of legion.yaml's ``subscribe``.
     """
     durable = agent_inbox_durable(agent)
     js = JS_LOCAL_PREFIX
@@ -112,6 +129,15 @@ def agent_permissions(agent: str, *, projects: Iterable[str] = ()) -> Permission
         f"{js}.CONSUMER.INFO.INBOX.{durable}",
         f"$JS.ACK.INBOX.{durable}.>",
     ]
+    for other in sorted(set(can_message)):
+        pub.append(subj.AGENT_INBOX.render(agent=other))
+    if subscribes:
+        events = agent_events_durable(agent)
+        pub += [
+            f"{js}.CONSUMER.MSG.NEXT.EVENTS.{events}",
+            f"{js}.CONSUMER.INFO.EVENTS.{events}",
+            f"$JS.ACK.EVENTS.{events}.>",
+        ]
     buckets = [agent_state_bucket(agent), *(bucket_name(p) for p in sorted(set(projects)))]
     for b in buckets:
         pub += [

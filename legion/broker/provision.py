@@ -3,6 +3,11 @@
 Run by the launcher with the admin credential. Running it twice changes nothing; a changed spec
 updates the stream in place. Agents never create consumers on their inbox (they could widen a
 filter or aim a push consumer anywhere), so the launcher creates them here.
+
+An agent that subscribes to events (legion.yaml ``subscribe``) gets the durable ``<agent>_events``
+on EVENTS with those filters, delivering only events published after its creation. The durable of
+an agent of the layout that no longer subscribes to anything is deleted, so subscribing again later
+starts afresh instead of delivering everything published in between.
 """
 
 from __future__ import annotations
@@ -21,8 +26,15 @@ from nats.js.api import (
 )
 
 from legion.broker.client import Broker
-from legion.broker.permissions import agent_state_bucket, bucket_name
-from legion.broker.streams import ConsumerSpec, StreamSpec, agent_inbox_consumer, default_streams
+from legion.broker.permissions import agent_events_durable, agent_state_bucket, bucket_name
+from legion.broker.streams import (
+    EVENTS,
+    ConsumerSpec,
+    StreamSpec,
+    agent_events_consumer,
+    agent_inbox_consumer,
+    default_streams,
+)
 from legion.contracts.errors import ConfigError
 
 __all__ = ["FleetLayout", "ProvisionReport", "provision"]
@@ -32,16 +44,32 @@ KV_HISTORY = 64  # the most JetStream keeps per key
 
 @dataclass(frozen=True, slots=True)
 class FleetLayout:
-    """What to provision: streams, one bucket per project, one inbox consumer per agent."""
+    """What to provision: streams, one bucket per project, one inbox consumer per agent, one events
+    consumer per agent that subscribes to events.
+
+    ``subscriptions``: ``(agent, filters)`` pairs, from legion.yaml's ``subscribe``.
+    """
 
     agents: tuple[str, ...] = ()
     projects: tuple[str, ...] = ()
     streams: tuple[StreamSpec, ...] = field(default_factory=default_streams)
     consumers: tuple[ConsumerSpec, ...] = ()
     inbox_ack_wait_s: float = 30.0
+    subscriptions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def all_consumers(self) -> list[ConsumerSpec]:
-        return [*(agent_inbox_consumer(a, ack_wait_s=self.inbox_ack_wait_s) for a in self.agents), *self.consumers]
+        inboxes = [agent_inbox_consumer(a, ack_wait_s=self.inbox_ack_wait_s) for a in self.agents]
+        events = [
+            agent_events_consumer(a, filters, ack_wait_s=self.inbox_ack_wait_s)
+            for a, filters in self.subscriptions
+            if filters
+        ]
+        return [*inboxes, *events, *self.consumers]
+
+    def unsubscribed(self) -> list[str]:
+        """Agents of the layout without subscriptions: their events durable must not exist."""
+        subscribed = {a for a, filters in self.subscriptions if filters}
+        return [a for a in self.agents if a not in subscribed]
 
     def all_buckets(self) -> list[str]:
         """Project blackboards, then each agent's private state bucket."""
@@ -54,6 +82,7 @@ class ProvisionReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
 
 _RETENTION = {
@@ -91,9 +120,13 @@ def _stream_matches(current: StreamConfig, wanted: StreamConfig) -> bool:
     )
 
 
+def _filters(config: ConsumerConfig) -> list[str]:
+    return sorted(config.filter_subjects or ([config.filter_subject] if config.filter_subject else []))
+
+
 def _consumer_matches(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
     return (
-        current.filter_subject == wanted.filter_subject
+        _filters(current) == _filters(wanted)
         and current.ack_wait == wanted.ack_wait
         and current.max_deliver == wanted.max_deliver
         and current.max_ack_pending == wanted.max_ack_pending
@@ -137,11 +170,14 @@ async def _ensure_bucket(broker: Broker, bucket: str, report: ProvisionReport) -
 
 
 async def _ensure_consumer(broker: Broker, spec: ConsumerSpec, report: ProvisionReport) -> None:
+    filters = spec.filters()
     config = ConsumerConfig(
         durable_name=spec.durable,
         name=spec.durable,
         description=spec.description or None,
-        filter_subject=spec.filter_subject,
+        # one filter goes in filter_subject (the server stores a single filter_subjects entry that way)
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        filter_subjects=list(filters) if len(filters) > 1 else None,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=spec.ack_wait_s,
         max_deliver=spec.max_deliver,
@@ -170,4 +206,14 @@ async def provision(broker: Broker, layout: FleetLayout) -> ProvisionReport:
         await _ensure_bucket(broker, bucket, report)
     for consumer in layout.all_consumers():
         await _ensure_consumer(broker, consumer, report)
+    for agent in layout.unsubscribed():
+        await _delete_consumer(broker, EVENTS, agent_events_durable(agent), report)
     return report
+
+
+async def _delete_consumer(broker: Broker, stream: str, durable: str, report: ProvisionReport) -> None:
+    try:
+        await broker.js.delete_consumer(stream, durable)
+    except nats.js.errors.NotFoundError:
+        return
+    report.deleted.append(f"consumer {stream}/{durable}")

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from legion.contracts import subjects as subj
 from legion.contracts.errors import ConfigError
 from legion.contracts.names import validate_token
 
@@ -102,6 +103,15 @@ class AgentConfig(_Strict):
     skills_dir: str | None = Field(default=None, description="directory of @skill Python files, relative to the fleet")
     max_iterations: int = Field(default=20, gt=0, le=1000, description="decide-act rounds per task")
     chat_rounds: int = Field(default=8, gt=0, le=100, description="model rounds per chat turn")
+    can_message: list[Token] = Field(default_factory=list, description="agents it may send tasks to")
+    subscribe: list[str] = Field(
+        default_factory=list,
+        description="event subjects delivered to it as work, e.g. legion.ext.github.> or legion.events.pm.report.>",
+    )
+
+    def issue_options(self) -> dict[str, Any]:
+        """What its credential allows beyond its own subjects (for FleetAuth.issue_agent)."""
+        return {"projects": self.projects, "can_message": self.can_message, "subscribes": bool(self.subscribe)}
 
 
 def _projects_list_to_dict(value: Any) -> Any:
@@ -140,6 +150,19 @@ class FleetConfig(_Strict):
                 if ref is not None and ref not in self.models:
                     known = ", ".join(sorted(self.models)) or "none defined"
                     raise ValueError(f"agents.{name}: unknown model alias {ref!r} (models: {known})")
+            for other in agent.can_message:
+                if other not in self.agents or other == name:
+                    raise ValueError(
+                        f"agents.{name}.can_message: {other!r} is not another agent of this fleet "
+                        f"(agents: {', '.join(sorted(self.agents))})"
+                    )
+            for pattern in agent.subscribe:
+                _check_subscription(f"agents.{name}.subscribe", pattern)
+            if "run_command" in (agent.tools or ()) and not self.runtime.allow_run_command:
+                raise ValueError(
+                    f"agents.{name}.tools lists run_command, which the process backend does not isolate; "
+                    "set runtime.allow_run_command: true to allow it anyway"
+                )
         return self
 
     def allowed_models(self, agent: str) -> list[str]:
@@ -156,6 +179,27 @@ class FleetConfig(_Strict):
         for agent in self.agents.values():
             names.extend(agent.projects)
         return tuple(dict.fromkeys(names))
+
+
+_SUBSCRIBE_ROOTS = tuple(t.pattern.split("{", 1)[0] for t in (subj.EVENTS, subj.EXT))  # legion.events., legion.ext.
+_FILTER_TOKEN = re.compile(r"[a-z0-9_-]{1,64}|\*|>")
+
+
+def _check_subscription(where: str, pattern: str) -> None:
+    """An agent may subscribe to events (``legion.events.<source>.<type>``) and external events
+    (``legion.ext.<source>.<type>``), with NATS wildcards; nothing else."""
+    tokens = pattern.split(".")
+    bad = (
+        not pattern.startswith(_SUBSCRIBE_ROOTS)
+        or len(tokens) < 3
+        or not all(_FILTER_TOKEN.fullmatch(t) for t in tokens[2:])
+        or ">" in tokens[:-1]
+    )
+    if bad:
+        raise ValueError(
+            f"{where}: {pattern!r} is not an event filter; use {subj.EVENTS.pattern} or {subj.EXT.pattern} "
+            "with lower-case tokens, '*' for one token and a final '>' for the rest"
+        )
 
 
 def _format(path: Path, exc: ValidationError) -> str:

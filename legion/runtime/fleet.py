@@ -60,7 +60,7 @@ class FleetNats:
             self.auth.revoke(name, "agent")
             log.info("agent.credentials_revoked", agent=name, reason="no longer in legion.yaml")
         for name, agent in cfg.agents.items():
-            self.auth.issue_agent(name, projects=agent.projects)
+            self.auth.issue_agent(name, **agent.issue_options())
         if cfg.nats.url:
             self.url = cfg.nats.url
             if removed:
@@ -83,7 +83,10 @@ class FleetNats:
         (self.state_dir / "nats.url").write_text(self.url + "\n", encoding="utf-8")
         self.admin = await Broker.connect(ConnectSpec(url=self.url, creds=admin_creds, name="legion-launcher"))
         layout = FleetLayout(
-            agents=tuple(cfg.agents), projects=cfg.all_projects(), inbox_ack_wait_s=cfg.runtime.inbox_ack_wait_s
+            agents=tuple(cfg.agents),
+            projects=cfg.all_projects(),
+            inbox_ack_wait_s=cfg.runtime.inbox_ack_wait_s,
+            subscriptions=tuple((name, tuple(a.subscribe)) for name, a in cfg.agents.items() if a.subscribe),
         )
         report = await provision(self.admin, layout)
         return await self.health(report)

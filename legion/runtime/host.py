@@ -3,14 +3,21 @@
 Shutdown order (safe to call twice): stop fetching (consumers stop pulling, service subscriptions
 end), finish in-flight work within ``grace_s``, cancel the rest, ``on_stop`` (close stores), then
 announce ActorStopped. The caller owns the broker and drains it afterwards.
+
+``HostSpec.consumers`` route each message by its contract type to the actor's handler.
+``HostSpec.raw_consumers`` hand every delivery, also one that does not decode
+(``Delivery.decode_error``), to one method, ``await actor.on_delivery(delivery, ctx)``: for
+consumers whose messages come from outside and are validated by the actor itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -21,7 +28,7 @@ from legion.contracts import headers as h
 from legion.contracts import subjects as subj
 from legion.contracts.base import Message, Reply, UnknownEvent
 from legion.contracts.codec import decode, encode
-from legion.contracts.errors import ContractError, LegionError
+from legion.contracts.errors import ConfigError, ContractError, LegionError
 from legion.contracts.lifecycle import ActorStarted, ActorStopped, Heartbeat
 from legion.contracts.service import ServiceError
 from legion.runtime.actor import Actor, Context, Route, routes_of
@@ -43,6 +50,8 @@ class ServiceSpec:
 @dataclass(frozen=True, slots=True)
 class HostSpec:
     consumers: tuple[ConsumeSpec, ...] = ()
+    raw_consumers: tuple[ConsumeSpec, ...] = ()
+    """Delivered to ``actor.on_delivery(delivery, ctx)`` unrouted, undecodable messages included."""
     services: tuple[ServiceSpec, ...] = ()
     heartbeat_s: float = 5.0
     grace_s: float = 10.0
@@ -55,6 +64,11 @@ class ActorHost:
         self.broker = broker
         self.spec = spec
         self.routes = routes_of(type(actor))
+        self._raw_handler: Callable[[Delivery, Context], Awaitable[None]] | None = getattr(actor, "on_delivery", None)
+        if spec.raw_consumers and not callable(self._raw_handler):
+            raise ConfigError(
+                f"{type(actor).__qualname__} has raw consumers but no 'async def on_delivery(self, delivery, ctx)'"
+            )
         self._stopping = asyncio.Event()
         self._consumers: list[PullConsumer] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -75,6 +89,10 @@ class ActorHost:
     async def _on_delivery(self, d: Delivery) -> None:
         route = self._route(d.message, replies=False)
         await getattr(self.actor, route.method)(d.message, self._ctx(d.trace, d.msg))
+
+    async def _on_raw_delivery(self, d: Delivery) -> None:
+        assert self._raw_handler is not None
+        await self._raw_handler(d, self._ctx(d.trace, d.msg))
 
     # -- services --------------------------------------------------------------------------
     async def _serve(self, msg: Msg, limit: asyncio.Semaphore) -> None:
@@ -152,6 +170,10 @@ class ActorHost:
             async with asyncio.TaskGroup() as tg:
                 for cspec in self.spec.consumers:
                     consumer = PullConsumer(self.broker, cspec, self._on_delivery)
+                    self._consumers.append(consumer)
+                    tg.create_task(consumer.run(), name=f"consume-{cspec.durable}")
+                for cspec in self.spec.raw_consumers:
+                    consumer = PullConsumer(self.broker, dataclasses.replace(cspec, raw=True), self._on_raw_delivery)
                     self._consumers.append(consumer)
                     tg.create_task(consumer.run(), name=f"consume-{cspec.durable}")
                 subscribed = []

@@ -18,14 +18,17 @@ from pathlib import Path
 import structlog
 
 from legion.broker import Broker, ConnectSpec
-from legion.contracts.errors import LegionError
+from legion.contracts.errors import ConfigError, LegionError
 from legion.runtime.actor import Actor
 from legion.runtime.config import FleetConfig, load_config
 from legion.runtime.fleet import state_dir_of
 from legion.runtime.host import ActorHost, HostSpec
 from legion.runtime.logs import configure_logging
 
-__all__ = ["ActorFactory", "actor_args", "run_actor_process"]
+__all__ = ["CONFIG_EXIT", "ActorFactory", "actor_args", "run_actor_process"]
+
+CONFIG_EXIT = 2
+"""Exit code of an actor whose configuration is invalid; the launcher does not restart it."""
 
 log = structlog.get_logger("legion.runtime.process")
 
@@ -85,6 +88,9 @@ def run_actor_process(kind: str, factory: ActorFactory, argv: list[str] | None =
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_main(kind, factory, args))
+    except ConfigError as exc:  # restarting cannot fix a bad configuration: the launcher does not retry 2
+        log.error("actor.failed", kind=kind, error=str(exc))  # noqa: TRY400 - the message says it all
+        sys.exit(CONFIG_EXIT)
     except LegionError as exc:
         log.error("actor.failed", kind=kind, error=str(exc))  # noqa: TRY400 - the message says it all
-        sys.exit(2)
+        sys.exit(1)

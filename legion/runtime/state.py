@@ -40,7 +40,8 @@ __all__ = [
     "write_state",
 ]
 
-ActorStatus = Literal["starting", "healthy", "restarting", "crash-loop", "stopped"]
+ActorStatus = Literal["starting", "healthy", "restarting", "crash-loop", "failed", "stopped"]
+"""``failed``: it exited with code 2 (invalid configuration), which a restart cannot fix."""
 FleetStatus = Literal["starting", "running", "stopping", "stopped", "failed"]
 
 

@@ -94,12 +94,24 @@ class TestFleet:
         projects: tuple[str, ...] = (),
         expires_in: float | None = 3600.0,
         inbox_ack_wait_s: float = 30.0,
+        can_message: tuple[str, ...] = (),
+        subscribe: tuple[str, ...] = (),
     ) -> AgentHandle:
-        """Provision an agent (inbox consumer, its state bucket, project buckets) and mint its credentials."""
+        """Provision an agent (inbox consumer, its state bucket, project buckets and, with ``subscribe``,
+        its events consumer with those filters) and mint its credentials."""
         name = self.name(base)
-        layout = FleetLayout(agents=(name,), projects=projects, streams=(), inbox_ack_wait_s=inbox_ack_wait_s)
+        subscriptions = ((name, tuple(subscribe)),) if subscribe else ()
+        layout = FleetLayout(
+            agents=(name,),
+            projects=projects,
+            streams=(),
+            inbox_ack_wait_s=inbox_ack_wait_s,
+            subscriptions=subscriptions,
+        )
         await provision(self.admin, layout)
-        creds = self.server.auth.issue_agent(name, projects=projects, expires_in=expires_in)
+        creds = self.server.auth.issue_agent(
+            name, projects=projects, expires_in=expires_in, can_message=can_message, subscribes=bool(subscribe)
+        )
         return AgentHandle(name=name, creds=creds, projects=projects)
 
     def add_ingest(self, base: str) -> tuple[str, Path]:

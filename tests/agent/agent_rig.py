@@ -218,15 +218,37 @@ async def agent_fleet(
     context_window: int = 128_000,
     start: bool = True,
     own_models: bool = False,
+    can_message: Mapping[str, Sequence[str]] | None = None,
+    subscribe: Mapping[str, Sequence[str]] | None = None,
 ) -> AsyncIterator[AgentFleet]:
-    """Agents (started in-process unless ``start=False``), the real ledger and vault, a fleet dir."""
+    """Agents (started in-process unless ``start=False``), the real ledger and vault, a fleet dir.
+
+    ``can_message``: base agent name -> base names of the agents it may message (legion.yaml and credentials).
+    ``subscribe``: base agent name -> event filters (legion.yaml ``subscribe``; the events durable is
+    provisioned and the credential may fetch from it).
+    """
     project = fleet.name("board")
-    handles = [await fleet.add_agent(a, projects=(project,), inbox_ack_wait_s=ack_wait_s) for a in agents]
+    targets = {a: tuple(fleet.name(o) for o in (can_message or {}).get(a, ())) for a in agents}
+    handles = [
+        await fleet.add_agent(
+            a,
+            projects=(project,),
+            inbox_ack_wait_s=ack_wait_s,
+            can_message=targets[a],
+            subscribe=tuple((subscribe or {}).get(a, ())),
+        )
+        for a in agents
+    ]
     names = [h.name for h in handles]
     raw = fleet_config(
         llm, names, project, agent_config=agent_config, budget_usd=budget_usd, ack_wait_s=ack_wait_s,
         context_window=context_window, own_models=own_models,
     )  # fmt: skip
+    for a, h in zip(agents, handles, strict=True):
+        if targets[a]:
+            raw["agents"][h.name]["can_message"] = list(targets[a])
+        if (subscribe or {}).get(a):
+            raw["agents"][h.name]["subscribe"] = list((subscribe or {})[a])
     config = FleetConfig.model_validate(raw)
     state = tmp_path / ".legion"
     (state / "creds").mkdir(parents=True)

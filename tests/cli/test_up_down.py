@@ -250,3 +250,18 @@ def test_up_detach_reports_a_launcher_that_dies_with_its_log(tmp_path: Path) -> 
     assert "the launcher exited with code 2 before the fleet was healthy" in result.stderr
     assert "address already in use" in result.stderr, "the tail of launcher.log is shown"
     assert not (tmp_path / ".legion" / "run" / "launcher.pid").exists()
+
+
+def test_an_agent_with_an_invalid_tool_list_fails_up_at_once_without_restarts(tmp_path: Path) -> None:
+    """A ConfigError at an agent's start exits 2; the launcher does not retry it into a crash loop."""
+    fleet = _new_fleet(tmp_path, "badtools")
+    config = fleet / "legion.yaml"
+    config.write_text(config.read_text().replace("    model: default\n", "    model: default\n    tools: [nope]\n", 1))
+    try:
+        result = _legion("up", "-d", str(fleet))
+        assert result.returncode == 1
+        assert "starter could not start: its configuration is invalid" in result.stdout + result.stderr
+        log = (fleet / ".legion" / "logs" / "starter.log").read_text()
+        assert log.count("unknown tool or group 'nope'") == 1  # started once, not restarted
+    finally:
+        _legion("down", str(fleet))

@@ -58,6 +58,18 @@ def test_init_up_task_tail_down_up_keeps_history_and_costs(fleet: Path) -> None:
     assert {"task.started.v1", "model.called.v1", "task.completed.v1", "agent.step.v1"} <= types
     assert all(e["trace"] == done["trace"] for e in events if e["type"] == "task.completed.v1")
 
+    chat = subprocess.run(
+        [*LEGION, "chat", "starter", "--session", "e2e", "--fleet-dir", str(fleet)],
+        input="Hello from the chat.\n/reset\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert "starter> [offline model]" in chat.stdout and "Hello from the chat." in chat.stdout
+    assert "(history forgotten)" in chat.stdout
+
     costs = json.loads(ok("costs", str(fleet), "--json"))
     calls_before = sum(int(row.get("calls", 0)) for row in costs["rows"])
     assert calls_before >= 1

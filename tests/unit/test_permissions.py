@@ -85,6 +85,19 @@ def test_pattern_edges_follow_nats_token_rules(subject: str, allowed: bool) -> N
     assert _allowed(agent_permissions("alpha", projects=["p1"]), subject) is allowed
 
 
+def test_can_message_adds_exactly_the_listed_inboxes() -> None:
+    """No inbox without can_message (not even its own); with it, exactly the listed agents' inboxes."""
+    lone = agent_permissions("alpha", projects=["p1"])
+    assert not any(_allowed(lone, f"legion.agent.{a}.inbox") for a in ("alpha", "beta", "gamma"))
+    perms = agent_permissions("alpha", projects=["p1"], can_message=["beta", "beta"])
+    assert set(perms.pub_allow) - set(lone.pub_allow) == {"legion.agent.beta.inbox"}
+    assert _allowed(perms, "legion.agent.beta.inbox")
+    for subject in ("legion.agent.gamma.inbox", "legion.agent.alpha.inbox", "legion.agent.beta.inbox.x"):
+        assert not _allowed(perms, subject)
+    with pytest.raises(ConfigError):
+        agent_permissions("alpha", can_message=["*"])
+
+
 def test_empty_permissions_deny_everything_explicitly() -> None:
     claims = Permissions().to_jwt()
     assert claims["pub"] == {"deny": [">"]} and claims["sub"] == {"deny": [">"]}

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import structlog
+
 from legion.actors.agent.context import compact, facts_prompt, needs_compaction, parse_facts, summary_prompt
 from legion.actors.agent.llm import ModelError, VaultClient
 from legion.actors.agent.loopguard import LoopGuard
@@ -25,6 +27,8 @@ from legion.contracts.agent_events import SessionStep, StepKind
 from legion.contracts.vault import LlmReply
 
 __all__ = ["FINISH_TOOL", "LoopDeps", "Outcome", "SessionRun"]
+
+log = structlog.get_logger("legion.actors.agent.loop")
 
 FINISH_TOOL = "finish_task"
 _INTERRUPTED = (
@@ -179,6 +183,7 @@ class SessionRun:
             await self.record("user", {"text": strip_invisible(text), "turn": turn})
         base = self.turn_started[turn]
         outcome = await self._drive(max_rounds=max_rounds, base_rounds=base, stream_session=stream_session, task=False)
+        outcome.rounds -= base  # this turn's model rounds
         await self.record(
             "end", {"status": outcome.status, "text": outcome.text, "reason": outcome.reason, "turn": turn}
         )
@@ -209,7 +214,7 @@ class SessionRun:
                 what = "task" if task else "turn"
                 return Outcome("failed" if task else "replied", reason=_limit(what, max_rounds), rounds=self.rounds)
             try:
-                await self._maybe_compact()
+                await self._compact_or_go_on()
                 reply = await self._cancellable(
                     self.deps.vault.complete(
                         self._prompt(), tools=tools, stream_session=stream_session, trace=self.trace
@@ -305,6 +310,15 @@ class SessionRun:
         await self.record(
             "tool", {**base, "result": '{"finished": true}', "ok": True, "exempt": True, "finish": finish}
         )
+
+    async def _compact_or_go_on(self) -> None:
+        """Compact when the context is ~70 % full; if the model cannot help with that, go on without it."""
+        try:
+            await self._maybe_compact()
+        except ModelError as exc:
+            if exc.code == "budget":
+                raise
+            log.warning("context.compaction_failed", session=self.session, error=str(exc))
 
     async def _maybe_compact(self) -> None:
         prompt = self._prompt()

@@ -32,6 +32,10 @@ class AgentSpec:
     max_tokens: int | None
     llm_timeout_s: float
     ack_wait_s: float
+    can_message: tuple[str, ...]
+    """Agents it may send tasks to (send_task); its credential allows exactly these inboxes."""
+    subscribe: tuple[str, ...] = ()
+    """Event filters (legion.yaml ``subscribe``): their events reach it as tasks, from ``<name>_events``."""
 
     @classmethod
     def from_config(cls, name: str, config: FleetConfig, fleet_dir: Path) -> AgentSpec:
@@ -62,4 +66,6 @@ class AgentSpec:
             max_tokens=agent.max_tokens,
             llm_timeout_s=timeout if chain else 60.0,
             ack_wait_s=config.runtime.inbox_ack_wait_s,
+            can_message=tuple(agent.can_message),
+            subscribe=tuple(agent.subscribe),
         )

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from legion.actors.agent.memory import MemoryStore
 from legion.actors.agent.spec import AgentSpec
+from legion.actors.agent.tools.agents import agent_tools
 from legion.actors.agent.tools.base import Tool, ToolSet
 from legion.actors.agent.tools.blackboard import blackboard_tools
 from legion.actors.agent.tools.command import command_tool
@@ -23,7 +24,7 @@ from legion.contracts.errors import ConfigError
 
 __all__ = ["DEFAULT_GROUPS", "build_toolset"]
 
-DEFAULT_GROUPS = ("files", "memory", "blackboard", "events", "http", "system", "skills")
+DEFAULT_GROUPS = ("files", "memory", "blackboard", "events", "agents", "http", "system", "skills")
 COMMAND = "run_command"
 
 
@@ -47,6 +48,8 @@ def build_toolset(
     }
     if spec.projects:
         groups["blackboard"] = blackboard_tools(broker, spec.name, list(spec.projects))
+    if spec.can_message:
+        groups["agents"] = agent_tools(broker, spec.name, spec.can_message)
     if "http" in spec.allowed_apis:
         groups["http"] = [http_tool(broker, spec.name)]
     if spec.skills_dir is not None:

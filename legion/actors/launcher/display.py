@@ -18,7 +18,14 @@ from legion.runtime.state import FleetState
 __all__ = ["DisplayMode", "ProgressDisplay", "display_mode", "format_age", "ps_table", "summary_text"]
 
 DisplayMode = Literal["live", "plain", "quiet"]
-_STYLE = {"healthy": "green", "starting": "yellow", "restarting": "yellow", "crash-loop": "red", "stopped": "dim"}
+_STYLE = {
+    "healthy": "green",
+    "starting": "yellow",
+    "restarting": "yellow",
+    "crash-loop": "red",
+    "failed": "red",
+    "stopped": "dim",
+}
 
 
 def display_mode(as_json: bool, stream: TextIO | None = None) -> DisplayMode:

@@ -25,11 +25,13 @@ from legion.contracts.errors import Unavailable
 from legion.contracts.lifecycle import ActorStopped
 from legion.runtime.backends import ActorProcessSpec, Backend, ProcessBackend, RunningActor
 from legion.runtime.fleet import FleetHealth, FleetNats
+from legion.runtime.process import CONFIG_EXIT
 from legion.runtime.state import ActorRecord, ActorStatus, FleetState, write_state
 
 __all__ = ["AGENT_MODULE", "Launcher", "OnChange", "SupervisorSpec"]
 
 log = structlog.get_logger("legion.launcher")
+
 SOURCE = "launcher"
 AGENT_MODULE = "legion.actors.agent"
 OnChange = Callable[[FleetState], None]
@@ -101,7 +103,7 @@ class Launcher:
 
     def _set(self, sup: _Supervised, state: ActorStatus) -> None:
         sup.record.state = state
-        if state in ("healthy", "crash-loop"):
+        if state in ("healthy", "crash-loop", "failed"):
             sup.settled.set()
         self._changed()
 
@@ -183,13 +185,18 @@ class Launcher:
             raise Unavailable(
                 f"{sup.spec.name} did not start within {self.spec.start_timeout_s:g}s; see {sup.spec.log_path}"
             ) from None
+        if sup.record.state == "failed":
+            raise Unavailable(
+                f"{sup.spec.name} could not start: its configuration is invalid (exit code {CONFIG_EXIT}); "
+                f"see {sup.spec.log_path}"
+            )
         if sup.record.state != "healthy":
             raise Unavailable(f"{sup.spec.name} keeps exiting (crash loop); see {sup.spec.log_path}")
 
     async def _spawn(self, sup: _Supervised, *, fresh_credentials: bool = False) -> None:
         name = sup.spec.name
         if fresh_credentials and sup.spec.kind == "agent":  # agent credentials expire: a restart gets new ones
-            self.fleet.auth.issue_agent(name, projects=self.fleet.config.agents[name].projects)
+            self.fleet.auth.issue_agent(name, **self.fleet.config.agents[name].issue_options())
         sup.started.clear()
         sup.settled.clear()
         sup.running = await self.backend.start(sup.spec)
@@ -206,6 +213,11 @@ class Launcher:
             sup.restarts.append(now)
             sup.record.restarts += 1
             sup.record.pid = None
+            if code == CONFIG_EXIT:  # run_actor_process: a ConfigError; restarting cannot fix it
+                self._set(sup, "failed")
+                reason = f"exited with code {code} (invalid configuration); not restarting"
+                await self._record(admin, sup, f"{reason} (see {sup.spec.log_path})", code)
+                return
             while sup.restarts and now - sup.restarts[0] > self.spec.crash_loop_window_s:
                 sup.restarts.popleft()
             if len(sup.restarts) > self.spec.crash_loop_restarts:

@@ -59,7 +59,7 @@ class Params(BaseModel):
 class ToolContext:
     """Per call: who calls, in which session, and the call's idempotency key.
 
-    ``call_key`` is stable across a crash and the resumed run (``<agent>:<session>:<step>:<index>``):
+    ``call_key`` is stable across a crash and the resumed run (``<agent>:<session>:<tool call id>``):
     tools with side effects pass it on (``Nats-Msg-Id``, an ``Idempotency-Key`` header) so a
     repeated call is stored once.
     """

@@ -22,7 +22,9 @@ from legion.contracts.errors import LegionError, PermissionDenied, RequestTimeou
 __all__ = ["MAX_EVENT_BYTES", "RESERVED_EVENT_ROOTS", "event_tools", "validate_event_type"]
 
 MAX_EVENT_BYTES: Final = 64 * 1024
-RESERVED_EVENT_ROOTS: Final = frozenset({"task", "user", "actor", "deadletter", "tool", "llm", "model", "cron"})
+RESERVED_EVENT_ROOTS: Final = frozenset(
+    {"task", "user", "actor", "deadletter", "tool", "llm", "model", "cron", "agent", "chat", "ingest", "budget"}
+)
 """First tokens Legion itself publishes under an agent's source; publish_event refuses them."""
 _TYPE: Final = re.compile(r"[a-z0-9_-]{1,64}(\.[a-z0-9_-]{1,64}){0,7}")
 
