@@ -53,6 +53,11 @@ __all__ = ["Agent", "agent_host_spec"]
 
 INBOX_CONCURRENCY = 16
 """Inbox messages handled at once: a running task leaves room for steer, cancel and chat turns."""
+PULL_EXPIRES_S = 1.0
+"""An agent's pull requests expire after this long. Stopping waits for the open ones to expire
+(handing work back to a dead inbox would delay it by the ack wait), so this bounds how long
+`legion down` waits per agent: 5 s (the default) made every fleet with agents take ~5 s to stop
+(bench/up_bench.py). The cost is about two idle pull requests a second per agent."""
 EVENTS_BATCH = 4
 """Events prefetched from ``<agent>_events``; they are handled one at a time, in order, as tasks."""
 EVENT_TEXT_CHARS = 8000
@@ -67,6 +72,7 @@ def agent_host_spec(spec: AgentSpec) -> HostSpec:
         concurrency=INBOX_CONCURRENCY,
         in_progress_every_s=max(0.5, spec.ack_wait_s / 3),
         dead_letter_source=spec.name,
+        expires_s=PULL_EXPIRES_S,
     )
     events: tuple[ConsumeSpec, ...] = ()
     if spec.subscribe:
@@ -78,6 +84,7 @@ def agent_host_spec(spec: AgentSpec) -> HostSpec:
                 concurrency=1,
                 in_progress_every_s=max(0.5, spec.ack_wait_s / 3),
                 dead_letter_source=spec.name,
+                expires_s=PULL_EXPIRES_S,
             ),
         )
     # agents may not publish on legion.health: liveness is the process and its ActorStarted
