@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rich.table import Table
 
 from legion.broker import Broker, ConnectSpec, bucket_name
 from legion.contracts import subjects as subj
+from legion.contracts.blackboard import MAX_KV_VALUE_BYTES, decode_kv_value, validate_kv_key
 from legion.contracts.errors import ConfigError, LegionError, NotFound, Unavailable
 from legion.contracts.ledger import CostsQuery, CostsReport
 from legion.contracts.service import ServiceError
@@ -52,10 +52,7 @@ __all__ = [
 ]
 
 LEDGER_SERVICE: Final = "ledger"
-MAX_KEY_CHARS: Final = 256
-MAX_VALUE_BYTES: Final = 64 * 1024
-_KEY: Final = re.compile(r"[A-Za-z0-9_=/.-]+")
-_KEY_RULE: Final = "keys are dotted tokens of letters, digits and _ = / - (e.g. tasks.t1), without wildcards"
+MAX_VALUE_BYTES: Final = MAX_KV_VALUE_BYTES
 _CONNECT_TIMEOUT_S: Final = 2.0
 _json = msgspec.json.Encoder(decimal_format="string")
 
@@ -168,13 +165,7 @@ def resolve_project(fleet_dir: Path, project: str | None) -> str:
 
 
 def validate_key(key: str, *, what: str = "key") -> str:
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise ConfigError(f"{what} {key[:40]!r} must have 1 to {MAX_KEY_CHARS} characters; {_KEY_RULE}")
-    if _KEY.fullmatch(key) is None:
-        raise ConfigError(f"{what} {key!r} has a character that is not allowed ('*', '>', space...); {_KEY_RULE}")
-    if "" in key.split("."):
-        raise ConfigError(f"{what} {key!r} has an empty token (leading, trailing or double '.'); {_KEY_RULE}")
-    return key
+    return validate_kv_key(key, what=what)
 
 
 def encode_value(value: str) -> bytes:
@@ -191,15 +182,6 @@ def encode_value(value: str) -> bytes:
     if len(data) > MAX_VALUE_BYTES:
         raise ConfigError(f"the value is {len(data)} bytes; the most a key holds is {MAX_VALUE_BYTES}")
     return data
-
-
-def _decode(data: bytes | None) -> Any:
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +226,7 @@ class Blackboard:
             e = await self.kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             raise NotFound(f"no key {key!r} on the blackboard of {self.project!r}") from None
-        return BbEntry(key=key, revision=e.revision or 0, value=_decode(e.value), at=_at(e.created))
+        return BbEntry(key=key, revision=e.revision or 0, value=decode_kv_value(e.value), at=_at(e.created))
 
     async def put(self, key: str, value: str) -> int:
         validate_key(key)
@@ -277,7 +259,7 @@ class Blackboard:
                 key=key,
                 revision=e.revision or 0,
                 operation=e.operation or "PUT",
-                value=None if e.operation else _decode(e.value),
+                value=None if e.operation else decode_kv_value(e.value),
                 at=_at(e.created),
             )
             for e in entries
@@ -311,7 +293,7 @@ class Blackboard:
                         key=msg.subject.removeprefix(pre),
                         revision=meta.sequence.stream,
                         operation=op,
-                        value=None if op in (KV_DEL, KV_PURGE) else _decode(msg.data),
+                        value=None if op in (KV_DEL, KV_PURGE) else decode_kv_value(msg.data),
                         at=_at(meta.timestamp),
                     )
                 )

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,14 +44,21 @@ from pydantic import Field
 from legion.actors.agent.sanitize import strip_invisible_deep
 from legion.actors.agent.tools.base import Params, Tool, ToolContext, ToolError
 from legion.broker import Broker, bucket_name
-from legion.contracts.errors import ConcurrencyConflict, LegionError, PermissionDenied, RequestTimeout, Unavailable
+from legion.contracts.blackboard import MAX_KV_VALUE_BYTES, decode_kv_value, validate_kv_key
+from legion.contracts.errors import (
+    ConcurrencyConflict,
+    ConfigError,
+    LegionError,
+    PermissionDenied,
+    RequestTimeout,
+    Unavailable,
+)
 
 __all__ = ["CLAIM_SUFFIX", "MAX_VALUE_BYTES", "blackboard_tools", "validate_key"]
 
 CLAIM_SUFFIX: Final = "claim"
 """``bb_claim(key)`` records its claim at ``<key>.claim``."""
-MAX_VALUE_BYTES: Final = 64 * 1024
-MAX_KEY_CHARS: Final = 256
+MAX_VALUE_BYTES: Final = MAX_KV_VALUE_BYTES
 MAX_LIST: Final = 500
 """The most keys ``bb_list`` returns; each candidate costs one direct get (is it deleted?)."""
 _MAX_LIST_CHECKS: Final = 4 * MAX_LIST
@@ -64,7 +70,6 @@ _MAX_HISTORY_STEPS: Final = 1024
 _CHECK_CONCURRENCY: Final = 32
 _POLL_FIRST_S: Final = 0.2
 _POLL_MAX_S: Final = 1.0
-_KEY: Final = re.compile(r"[A-Za-z0-9_=/.-]+")
 _STATUS: Final = "Status"
 _SEQUENCE: Final = "Nats-Sequence"
 _SUBJECT: Final = "Nats-Subject"
@@ -73,15 +78,11 @@ _GROUP: Final = "blackboard"
 
 
 def validate_key(key: str) -> str:
-    """A KV key: dotted tokens of ``[A-Za-z0-9_=/-]``, no empty token, no wildcard. Raises ``invalid_args``."""
-    rule = "keys are dotted tokens of letters, digits and _ = / - (e.g. tasks.t1), without wildcards"
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise ToolError("invalid_args", f"key {key[:40]!r} must have 1 to {MAX_KEY_CHARS} characters; {rule}")
-    if _KEY.fullmatch(key) is None:
-        raise ToolError("invalid_args", f"key {key!r} has a character that is not allowed ('*', '>', space...); {rule}")
-    if "" in key.split("."):
-        raise ToolError("invalid_args", f"key {key!r} has an empty token (leading, trailing or double '.'); {rule}")
-    return key
+    """A KV key (see :func:`legion.contracts.blackboard.validate_kv_key`); raises ``invalid_args``."""
+    try:
+        return validate_kv_key(key)
+    except ConfigError as exc:
+        raise ToolError("invalid_args", str(exc)) from None
 
 
 class ReadParams(Params):
@@ -121,15 +122,6 @@ class ClaimParams(Params):
     expected_revision: int | None = Field(
         None, ge=1, description="Take over the claim record only if it is still at this revision (a stale claim)"
     )
-
-
-def _decode(data: bytes | None) -> Any:
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return data.decode("utf-8", errors="replace")
 
 
 def _timestamp(value: str | None) -> str | None:
@@ -216,7 +208,7 @@ class _Board:
             raise ToolError("failed", f"reading {key!r} failed: {status} {hdrs.get('Description', '')}".strip())
         if hdrs.get(KV_OP) in (KV_DEL, KV_PURGE):
             return None
-        return strip_invisible_deep(_decode(msg.data)), int(hdrs.get(_SEQUENCE, "0"))
+        return strip_invisible_deep(decode_kv_value(msg.data)), int(hdrs.get(_SEQUENCE, "0"))
 
     async def revision(self, bucket: str, key: str) -> int | None:
         """The last revision of ``key`` including a delete marker (what compare-and-set compares with)."""
@@ -315,7 +307,7 @@ class _Board:
             "changed": True,
             "key": strip_invisible_deep(hdrs.get(_SUBJECT, "").removeprefix(f"$KV.{bucket}.")),
             "operation": op,
-            "value": None if op != "PUT" else strip_invisible_deep(_decode(msg.data)),
+            "value": None if op != "PUT" else strip_invisible_deep(decode_kv_value(msg.data)),
             "revision": int(hdrs.get(_SEQUENCE, "0")),
         }
 
@@ -343,7 +335,7 @@ class _Board:
                 {
                     "revision": int(hdrs.get(_SEQUENCE, "0")),
                     "operation": op or "PUT",
-                    "value": strip_invisible_deep(_decode(m.data)) if not op else None,
+                    "value": strip_invisible_deep(decode_kv_value(m.data)) if not op else None,
                     "at": _timestamp(hdrs.get(_TIMESTAMP)),
                 }
             )
