@@ -112,3 +112,14 @@ async def test_sending_to_an_agent_not_in_can_message_is_denied_by_the_tool_and_
     with pytest.raises(PermissionDenied):
         await broker.js_publish(subj.AGENT_INBOX.render(agent=c.name), AssignTask(task_id="x", text="Do it."))
     assert (await legion_fleet.admin.js.consumer_info(INBOX, agent_inbox_durable(c.name))).num_pending == 0
+
+
+async def test_system_status_names_the_agents_it_may_message(
+    legion_fleet: TestFleet, fake_llm: FakeLlmServer, tmp_path: Path
+) -> None:
+    fake_llm.script(Reply(tool_calls=[ToolCall(name="get_system_status", arguments={})]), Reply(text="done"))
+    async with agent_fleet(legion_fleet, fake_llm, tmp_path, agents=("a", "b"), can_message={"a": ["b"]}) as rig:
+        task_id = await rig.assign("Who can you talk to?", agent=rig.agents[0])
+        await rig.probe.next(TaskCompleted, lambda e: e.task_id == task_id)
+        status = json.loads(fake_llm.requests[1].body["messages"][-1]["content"])
+        assert status["may_message"] == [rig.agents[1].name]

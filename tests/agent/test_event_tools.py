@@ -111,7 +111,11 @@ async def test_system_status_reports_identity_tools_budget_and_permissions(legio
     assert {"publish_event", "notify_user", "set_cron", "get_system_status"} <= set(status["tools"])
     assert status["budget"] == {"day_usd": "1.50", "spent_usd": "0.25"}
     assert status["may_message"] == []
-    assert status["permissions"] == {"publish": [f"legion.events.{alpha.name}.>"], "blackboards": [f"bb_{p}"]}
+    assert status["permissions"] == {
+        "publish": [f"legion.events.{alpha.name}.>"],
+        "blackboards": [f"bb_{p}"],
+        "receives_events": [],
+    }
     beta, _bb, no_budget = await _agent(legion_fleet, "beta")
     assert ok(await no_budget.call("get_system_status", {}, ctx(beta.name)))["budget"] == "unknown"
 

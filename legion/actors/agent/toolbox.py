@@ -44,7 +44,15 @@ def build_toolset(
         "files": file_tools(spec.workspace),
         "memory": memory_tools(memory),
         "events": event_tools(broker, spec.name),
-        "system": system_tools(broker, spec.name, projects=list(spec.projects), tool_names=tool_names, budget=budget),
+        "system": system_tools(
+            broker,
+            spec.name,
+            projects=list(spec.projects),
+            tool_names=tool_names,
+            budget=budget,
+            can_message=list(spec.can_message),
+            subscribe=list(spec.subscribe),
+        ),
     }
     if spec.projects:
         groups["blackboard"] = blackboard_tools(broker, spec.name, list(spec.projects))

@@ -70,6 +70,8 @@ def system_tools(
     projects: list[str],
     tool_names: Callable[[], list[str]],
     budget: BudgetFn | None,
+    can_message: list[str] | None = None,
+    subscribe: list[str] | None = None,
 ) -> list[Tool]:
     """notify_user, get_system_status, set_cron, list_cron and remove_cron for ``agent``."""
 
@@ -98,10 +100,11 @@ def system_tools(
             "projects": list(projects),
             "tools": sorted(tool_names()),
             "budget": spend,
-            "may_message": [],
+            "may_message": sorted(can_message or []),
             "permissions": {
                 "publish": [subj.EVENTS.wildcard(source=agent)],
                 "blackboards": [bucket_name(proj) for proj in projects],
+                "receives_events": list(subscribe or []),
             },
         }
 
