@@ -7,11 +7,10 @@ the median of those ratios is reported. Latency percentiles are computed per rep
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from _common import header, indented, latency_stats, median
 from _replay import REPLAY_DECODE, REPLAY_VARIANTS
 from _sections import (
     PUB_ADMIN,
@@ -41,35 +40,8 @@ LATENCY_BASELINE = {
 LATENCY_SECTIONS = ("request_reply", "js_publish")
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (``q`` in 0..100) of an already sorted sequence."""
-    if not sorted_values:
-        return math.nan
-    pos = (len(sorted_values) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def latency_stats(samples_ns: Sequence[int]) -> dict[str, float]:
-    xs = sorted(samples_ns)
-    us = [x / 1000 for x in xs]
-    return {
-        "n": len(xs),
-        "p50_us": percentile(us, 50),
-        "p90_us": percentile(us, 90),
-        "p99_us": percentile(us, 99),
-        "max_us": us[-1],
-        "mean_us": statistics.fmean(us),
-        "ops_per_s": len(xs) / (sum(xs) / 1e9),
-    }
-
-
-def _median(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else math.nan
-
-
 def _paired(xs: Sequence[float], base: Sequence[float]) -> float:
-    return _median([x / b for x, b in zip(xs, base, strict=True) if b])
+    return median([x / b for x, b in zip(xs, base, strict=True) if b])
 
 
 def _gain(
@@ -90,7 +62,7 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
     tp = raw["throughput"]
     out["throughput"] = {
         v: {
-            **{f"{m}_msgs_per_s": _median(tp[v][m]) for m in ("e2e", "drain", "publish")},
+            **{f"{m}_msgs_per_s": median(tp[v][m]) for m in ("e2e", "drain", "publish")},
             **{f"{m}_vs_baseline": _paired(tp[v][m], tp[TP_BASE][m]) for m in ("e2e", "drain")},
         }
         for v in THROUGHPUT_VARIANTS
@@ -102,9 +74,9 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
             for v, reps in variants.items():
                 base = variants[LATENCY_BASELINE[v]]
                 per_loop[loop][v] = {
-                    "p50_us": _median([r["p50_us"] for r in reps]),
-                    "p99_us": _median([r["p99_us"] for r in reps]),
-                    "ops_per_s": _median([r["ops_per_s"] for r in reps]),
+                    "p50_us": median([r["p50_us"] for r in reps]),
+                    "p99_us": median([r["p99_us"] for r in reps]),
+                    "ops_per_s": median([r["ops_per_s"] for r in reps]),
                     "baseline": LATENCY_BASELINE[v],
                     "p50_vs_baseline": _paired([r["p50_us"] for r in reps], [b["p50_us"] for b in base]),
                     "p99_vs_baseline": _paired([r["p99_us"] for r in reps], [b["p99_us"] for b in base]),
@@ -115,8 +87,8 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
         a, u = raw[section].get("asyncio", {}), raw[section].get("uvloop", {})
         uv[section] = {
             v: {
-                "asyncio_p50_us": _median([r["p50_us"] for r in a[v]]),
-                "uvloop_p50_us": _median([r["p50_us"] for r in u[v]]),
+                "asyncio_p50_us": median([r["p50_us"] for r in a[v]]),
+                "uvloop_p50_us": median([r["p50_us"] for r in u[v]]),
                 "p50_gain_pct": _gain(a[v], u[v], "p50_us", lower_is_better=True),
                 "p99_gain_pct": _gain(a[v], u[v], "p99_us", lower_is_better=True),
                 "ops_gain_pct": _gain(a[v], u[v], "ops_per_s", lower_is_better=False),
@@ -130,7 +102,7 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
         "fill_events_per_s": rp["fill_events_per_s"],
         **{
             v: {
-                "events_per_s": _median(rp["variants"][v]),
+                "events_per_s": median(rp["variants"][v]),
                 "vs_decode_only": _paired(rp["variants"][v], rp["variants"][REPLAY_DECODE]),
             }
             for v in REPLAY_VARIANTS
@@ -140,16 +112,6 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- the table ------------------------------------------------------------------------------------------
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    fmt = ["<" if i == 0 else ">" for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, fmt, widths, strict=True))
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def _n(x: float) -> str:
@@ -169,8 +131,7 @@ def render(raw: Mapping[str, Any], summary: Mapping[str, Any], meta: Mapping[str
     out = [
         "Legion broker benchmark",
         f"  {meta['nats_server']}, nats-py {meta['nats_py']}, uvloop {meta['uvloop']}, Python {meta['python']}, "
-        f"{meta['cpus']} CPUs, {meta['duration_s']:.0f} s, 1-min load average {meta['loadavg_1min'][0]:.1f} "
-        f"at start, {meta['loadavg_1min'][1]:.1f} at end",
+        + header(meta),
         f"  medians of {s['reps']} repetitions; ratios are per-repetition (paired) ratios, median",
         "",
         f"1. publish-to-consume throughput, msgs/s ({s['tp_msgs']:,} msgs of ~200 B, batch {s['batch']}, "
@@ -193,7 +154,7 @@ def render(raw: Mapping[str, Any], summary: Mapping[str, Any], meta: Mapping[str
         for v in THROUGHPUT_VARIANTS
     ]
     heads = ["variant", "e2e", "min..max", "vs base", "drain", "min..max", "vs base", "fill publish"]
-    out += ["   " + x for x in _table(heads, rows)]
+    out += indented(heads, rows)
     titles = {
         "request_reply": f"2. request/reply latency ({s['rr_requests']:,} sequential requests per repetition, "
         "~200 B each way; legion: agent -> legion.vault.<agent>.llm service import -> LEGION responder)",
@@ -218,7 +179,7 @@ def render(raw: Mapping[str, Any], summary: Mapping[str, Any], meta: Mapping[str
                     ]
                 )
         heads = ["variant", "loop", "p50 us", "p99 us", "ops/s", "p50 vs", "p99 vs", "baseline"]
-        out += ["   " + x for x in _table(heads, rows)]
+        out += indented(heads, rows)
     rp = summary["replay"]
     out += [
         "",
@@ -232,7 +193,7 @@ def render(raw: Mapping[str, Any], summary: Mapping[str, Any], meta: Mapping[str
         [v, _n(rp[v]["events_per_s"]), _spread(raw["replay"]["variants"][v]), _x(rp[v]["vs_decode_only"])]
         for v in REPLAY_VARIANTS
     ]
-    out += ["   " + x for x in _table(["variant", "events/s", "min..max", "vs decode only"], rows)]
+    out += indented(["variant", "events/s", "min..max", "vs decode only"], rows)
     out += ["", "5. uvloop vs asyncio (gain: positive = uvloop better; paired per repetition)"]
     rows = []
     for section in LATENCY_SECTIONS:
@@ -248,5 +209,5 @@ def render(raw: Mapping[str, Any], summary: Mapping[str, Any], meta: Mapping[str
                 ]
             )
     heads = ["variant", "asyncio p50 us", "uvloop p50 us", "p50 gain", "p99 gain", "ops/s gain"]
-    out += ["   " + x for x in _table(heads, rows)]
+    out += indented(heads, rows)
     return "\n".join(out)

@@ -25,19 +25,13 @@ to stdout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import functools
 import gc
 import json
-import logging
-import math
 import os
-import platform
 import re
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,11 +41,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
-from _report import latency_stats
+from _common import (
+    MB,
+    arg_parser,
+    finish,
+    header,
+    indented,
+    latency_stats,
+    median,
+    proc_status,
+    progress,
+    start_run,
+)
 from nats.aio.msg import Msg
 
-from legion.broker import Broker, find_nats_server
+from legion.broker import Broker
 from legion.contracts import ChatMessage, LlmReply, LlmRequest, Message, decode
 from legion.contracts import subjects as subj
 from legion.contracts.agent_events import ChatReplied, TaskCompleted, TaskFailed
@@ -66,7 +70,6 @@ REPLY = "Noted, thank you."
 CHAT_SESSION = "bench"
 BASE_SESSION = "benchbase"  # the baseline's streamed calls go to legion.stream.<agent>.benchbase
 TIMEOUT_S = 30.0
-MB = 1024.0  # kB per MB (/proc reports kB)
 
 # Run by fresh interpreters for scale: import the modules named in argv, then report own RSS and mapped .so files
 _SCALE_PROBE = """
@@ -92,16 +95,12 @@ class Sizes:
     warmup: int = 5
 
 
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # -- what the OS shows of a process ------------------------------------------------------------------
 
 
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM (peak RSS) and RssAnon of ``pid``, in kB."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    status = proc_status(pid)
     return {k: int(status[k].split()[0]) for k in ("VmRSS", "VmHWM", "RssAnon")}
 
 
@@ -290,10 +289,6 @@ async def run(sizes: Sizes, root: Path) -> dict[str, Any]:
 # -- figures and the table ------------------------------------------------------------------------------
 
 
-def _median(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else math.nan
-
-
 def summarize(raw: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
     mem = raw["memory"]
 
@@ -336,25 +331,14 @@ def summarize(raw: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
             "agent_p90_ms": sa["p90_us"] / 1000,
             "vault_p50_ms": sb["p50_us"] / 1000,
             "vault_p90_ms": sb["p90_us"] / 1000,
-            "overhead_p50_ms": _median([(x - y) / 1e6 for x, y in zip(a, b, strict=True)]),
+            "overhead_p50_ms": median([(x - y) / 1e6 for x, y in zip(a, b, strict=True)]),
             "overhead_p90_ms": (sa["p90_us"] - sb["p90_us"]) / 1000,
-            "ratio_p50": _median([x / y for x, y in zip(a, b, strict=True) if y]),
+            "ratio_p50": median([x / y for x, y in zip(a, b, strict=True) if y]),
             # the chat turns are one growing conversation: how the first and the last tenth of the pairs compare
-            "first_tenth": {"agent_p50_ms": _median(a[:k]) / 1e6, "vault_p50_ms": _median(b[:k]) / 1e6},
-            "last_tenth": {"agent_p50_ms": _median(a[-k:]) / 1e6, "vault_p50_ms": _median(b[-k:]) / 1e6},
+            "first_tenth": {"agent_p50_ms": median(a[:k]) / 1e6, "vault_p50_ms": median(b[:k]) / 1e6},
+            "last_tenth": {"agent_p50_ms": median(a[-k:]) / 1e6, "vault_p50_ms": median(b[-k:]) / 1e6},
         }
     return out
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(c) for c in col) for col in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -362,8 +346,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     m, lit = summary["memory"], summary["litellm"]
     out = [
         "Legion agent benchmark",
-        f"  {meta['nats_server']}, Python {meta['python']}, {meta['cpus']} CPUs, {meta['duration_s']:.0f} s, "
-        f"1-min load average {meta['loadavg_1min'][0]:.1f} at start, {meta['loadavg_1min'][1]:.1f} at end",
+        f"  {meta['nats_server']}, Python {meta['python']}, " + header(meta),
         f"  {n} measured pairs per section after {meta['sizes']['warmup'] + 1} warm-up turns; fake model, latency 0",
         "",
         "1. agent process memory (VmRSS, MB)",
@@ -379,7 +362,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         [f"agent, after {n} one-step tasks", f"{m['agent_after_task_mb']:.1f}"],
         ["agent, peak (VmHWM)", f"{m['agent_peak_mb']:.1f}"],
     ]
-    out += ["   " + x for x in _table(["process", "MB"], rows)]
+    out += indented(["process", "MB"], rows)
     out += [
         f"   growth: {m['chat_growth_kb_per_turn']:+.1f} kB per chat turn (one conversation), "
         f"{m['task_growth_kb_per_turn']:+.1f} kB per task",
@@ -406,7 +389,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         for kind, s in (("chat turn", summary["chat"]), ("one-step task", summary["task"]))
     ]
     heads = ["variant", "agent p50", "agent p90", "vault p50", "vault p90", "overhead p50", "overhead p90", "ratio"]
-    out += ["   " + x for x in _table(heads, rows)]
+    out += indented(heads, rows)
     for kind, title in (("chat", "chat turns (one conversation, its history grows)"), ("task", "tasks")):
         first, last = summary[kind]["first_tenth"], summary[kind]["last_tenth"]
         out.append(
@@ -419,73 +402,23 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 # -- main ---------------------------------------------------------------------------------------------
 
 
-def _nats_server_version() -> str:
-    try:
-        done = subprocess.run(
-            [str(find_nats_server()), "--version"], check=False, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "nats-server ?"
-    return done.stdout.strip() or "nats-server ?"
-
-
-def _configure_logging() -> None:
-    """Warnings and errors of the in-process ledger and vault go to stderr; stdout is for the table."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop the agent and the servers."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN: replace it with null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 10 turns per section, 2 warm-up pairs")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write raw numbers and summary as JSON")
+    parser = arg_parser(__doc__, quick="smoke run: 10 turns per section, 2 warm-up pairs")
     parser.add_argument("--turns", type=int, help="measured chat turns and tasks (default 100, --quick 10)")
     args = parser.parse_args(argv)
     sizes = Sizes(turns=10, warmup=2) if args.quick else Sizes()
     if args.turns:
         sizes = dataclasses.replace(sizes, turns=args.turns)
-    _configure_logging()
-    signal.signal(signal.SIGTERM, _interrupt)
-    load_before = os.getloadavg()[0]
-    started = time.monotonic()
+    clock = start_run()
     with tempfile.TemporaryDirectory(prefix="legion-agent-bench-") as tmp:
         raw = asyncio.run(run(sizes, Path(tmp)))
     meta = {
-        "nats_server": _nats_server_version(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "duration_s": time.monotonic() - started,
-        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **clock.meta(nats_server=True),
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
     }
     summary = summarize(raw, sizes)
-    print(render(summary, meta))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": meta, "summary": summary, "raw": raw}
-        args.json.write_text(json.dumps(_finite(doc), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        progress(f"wrote {args.json}")
-    return 0
+    return finish(render(summary, meta), args.json, meta, summary, raw)
 
 
 if __name__ == "__main__":

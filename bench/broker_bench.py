@@ -20,32 +20,21 @@ Both nats-server processes live on 127.0.0.1 with random ports and temp store di
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import json
-import logging
-import math
-import os
-import platform
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Coroutine
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 import uvloop
+from _common import arg_parser, finish, latency_stats, progress, start_run
 from _harness import BenchServers, ServerHost
 from _replay import replay_fill, replay_round
-from _report import latency_stats, render, summarize
+from _report import render, summarize
 from _sections import Env, Sizes, latency_round, throughput_round
-
-from legion.broker import find_nats_server
 
 T = TypeVar("T")
 
@@ -60,10 +49,6 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop] | None] = {
     "asyncio": None,  # the default loop
     "uvloop": uvloop.new_event_loop,
 }
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def run_in(loop: str, coro: Coroutine[Any, Any, T]) -> T:
@@ -110,54 +95,14 @@ def bench(env: Env) -> dict[str, Any]:
     return raw
 
 
-def _nats_server_version() -> str:
-    try:
-        done = subprocess.run(
-            [str(find_nats_server()), "--version"], check=False, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "nats-server ?"
-    return done.stdout.strip() or "nats-server ?"
-
-
-def _configure_logging() -> None:
-    """Warnings and errors of Legion's structlog loggers go to stderr; stdout is for the table."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN: replace it with null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop both servers and remove the temp dir."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run: a few hundred messages, 1 repetition")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write raw numbers and summary as JSON")
+    parser = arg_parser(__doc__, quick="tiny smoke run: a few hundred messages, 1 repetition")
     parser.add_argument("--reps", type=int, help="repetitions (default 5, --quick 1)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.reps:
         sizes = dataclasses.replace(sizes, reps=args.reps)
-    _configure_logging()
-    signal.signal(signal.SIGTERM, _interrupt)
-    load_before = os.getloadavg()[0]
-    started = time.monotonic()
+    clock = start_run()
     with tempfile.TemporaryDirectory(prefix="legion-bench-") as tmp:
         root = Path(tmp)
         host = ServerHost()
@@ -184,24 +129,14 @@ def main(argv: list[str] | None = None) -> int:
                 host.close()
             progress("servers stopped")
     meta = {
-        "nats_server": _nats_server_version(),
+        **clock.meta(nats_server=True),
         "nats_py": version("nats-py"),
         "uvloop": version("uvloop"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "duration_s": time.monotonic() - started,
-        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
     }
     summary = summarize(raw)
-    print(render(raw, summary, meta))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": meta, "summary": summary, "raw": raw}
-        args.json.write_text(json.dumps(_finite(doc), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        progress(f"wrote {args.json}")
-    return 0
+    return finish(render(raw, summary, meta), args.json, meta, summary, raw)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,10 @@ the table to stdout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import logging
 import math
-import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import structlog
+from _common import MB, arg_parser, finish, header, median, progress, start_run
 from nats.aio.msg import Msg
 
 from legion.contracts import TaskStarted, encode, subjects
@@ -45,11 +41,6 @@ WINDOW = 2000  # un-acked publishes in flight
 SOURCES = [f"agent-{i}" for i in range(10)]
 STARTUP_RUNS = 3
 TAIL_TIMEOUT_S = 600.0
-MB = 1024.0  # kB per MB (ru_maxrss is in kB on Linux)
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 async def fill(fleet: FleetNats, n: int) -> int:
@@ -170,16 +161,16 @@ async def run(n: int, reps: int) -> dict[str, Any]:
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, float]:
-    n, startup = raw["events"], statistics.median(raw["startup_s"])
+    n, startup = raw["events"], median(raw["startup_s"])
     reads = [n / (t - startup) for t in raw["full_s"] if t > startup]  # none when lost in the start-up's noise
     return {
         "events": n,
         "fill_s": raw["fill_s"],
         "fill_events_per_s": n / raw["fill_s"],
         "startup_s": startup,
-        "full_s": statistics.median(raw["full_s"]),
-        "events_per_s": statistics.median([n / t for t in raw["full_s"]]),
-        "events_per_s_without_startup": statistics.median(reads) if reads else math.nan,
+        "full_s": median(raw["full_s"]),
+        "events_per_s": median([n / t for t in raw["full_s"]]),
+        "events_per_s_without_startup": median(reads) if reads else math.nan,
         "tail_peak_rss_mb": raw["tail_peak_rss_kb"] / MB,
         "output_bytes_per_event": raw["checked"]["bytes"] / n,
     }
@@ -190,8 +181,7 @@ def render(s: dict[str, float], raw: dict[str, Any], meta: dict[str, Any]) -> st
     return "\n".join(
         [
             f"legion tail --json --from-seq 1 over {s['events']:,} events (stdout to /dev/null)",
-            f"  Python {meta['python']}, {meta['cpus']} CPUs, {meta['duration_s']:.0f} s, 1-min load average "
-            f"{meta['loadavg_1min'][0]:.1f} at start, {meta['loadavg_1min'][1]:.1f} at end; "
+            f"  Python {meta['python']}, {header(meta)}; "
             f"medians of {len(full)} reads, start-up: median of {len(raw['startup_s'])} runs on an empty range",
             f"  fill:                  {s['fill_s']:.1f} s = {s['fill_events_per_s']:,.0f} events/s "
             f"({WINDOW} PubAcks in flight)",
@@ -205,59 +195,24 @@ def render(s: dict[str, float], raw: dict[str, Any], meta: dict[str, Any]) -> st
     )
 
 
-def _configure_logging() -> None:
-    """Warnings and errors of Legion's structlog loggers go to stderr; stdout is for the table."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
 def _rate(x: float) -> str:
     if not math.isfinite(x):
         return "- (the full read took no longer than the start-up)"
     return f"{x:,.0f} events/s (full read minus the start-up)"
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__, quick="smoke run: 2000 events, 1 read")
     parser.add_argument("--events", type=int, help="events to publish (default 100000, --quick 2000)")
     parser.add_argument("--reps", type=int, help="timed full reads (default 3, --quick 1)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2000 events, 1 read")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write raw numbers and summary as JSON")
     args = parser.parse_args(argv)
     n = args.events or (2_000 if args.quick else 100_000)
     reps = args.reps or (1 if args.quick else 3)
-    _configure_logging()
-    load_before = os.getloadavg()[0]
-    started = time.monotonic()
+    clock = start_run(sigterm=False)
     raw = asyncio.run(run(n, reps))
-    meta = {
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "duration_s": time.monotonic() - started,
-        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "window": WINDOW,
-    }
+    meta = {**clock.meta(), "window": WINDOW}
     summary = summarize(raw)
-    print(render(summary, raw, meta))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": meta, "summary": summary, "raw": raw}
-        args.json.write_text(json.dumps(_finite(doc), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        progress(f"wrote {args.json}")
-    return 0
+    return finish(render(summary, raw, meta), args.json, meta, summary, raw)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,9 @@ goes to stderr, the table to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import re
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _common import MB, arg_parser, finish, header, indented, median, proc_status, progress, start_run
 
-from legion.broker import find_nats_server
 from legion.runtime.state import launcher_alive, read_launcher_pid, read_state, stop_leftovers, wait_gone
 
 LEGION = [sys.executable, "-m", "legion"]
@@ -53,11 +48,6 @@ QUICK_AGENTS = (1, 5)
 WARM_N = 10
 UP_TIMEOUT_S = 400.0  # `legion up -d` itself gives up after 300 s
 DOWN_TIMEOUT_S = 120.0
-MB = 1024.0  # kB per MB (/proc reports kB)
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def legion(*args: str, timeout: float) -> float:
@@ -111,7 +101,7 @@ def stop_fleet(fleet: Path) -> None:
 
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS from /proc/<pid>/status; Pss and USS (Private_Clean + Private_Dirty) from smaps_rollup if readable."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    status = proc_status(pid)
     out = {"rss": int(status["VmRSS"].split()[0])}
     try:
         rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
@@ -197,10 +187,6 @@ def bench(sizes: Sequence[int], reps: dict[int, int], warm_n: int | None, root: 
 # -- figures and the table ------------------------------------------------------------------------------
 
 
-def _median(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else math.nan
-
-
 def _procs(mem: dict[str, Any]) -> list[dict[str, int]]:
     return [v for k, v in mem.items() if k != "agents"] + list(mem["agents"])
 
@@ -213,7 +199,7 @@ def _mem_summary(mems: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Medians over repetitions of each figure, in MB; PSS/USS are NaN if smaps_rollup was unreadable."""
 
     def med(fn: Any) -> float:
-        return _median([fn(m) for m in mems]) / MB
+        return median([fn(m) for m in mems]) / MB
 
     def get(p: dict[str, int], key: str) -> float:
         return float(p.get(key, math.nan))
@@ -224,7 +210,7 @@ def _mem_summary(mems: Sequence[dict[str, Any]]) -> dict[str, float]:
         for role in ("launcher", "nats", "ledger", "vault"):
             out[f"{role}_{key}_mb"] = med(lambda m, r=role, k=key: get(m[r], k))
         if mems[0]["agents"]:
-            out[f"agent_{key}_median_mb"] = med(lambda m, k=key: _median([get(p, k) for p in m["agents"]]))
+            out[f"agent_{key}_median_mb"] = med(lambda m, k=key: median([get(p, k) for p in m["agents"]]))
             out[f"agent_{key}_max_mb"] = med(lambda m, k=key: max(get(p, k) for p in m["agents"]))
             out[f"agents_{key}_sum_mb"] = med(lambda m, k=key: sum(get(p, k) for p in m["agents"]))
     return out
@@ -233,10 +219,10 @@ def _mem_summary(mems: Sequence[dict[str, Any]]) -> dict[str, float]:
 def _times(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "reps": len(recs),
-        "up_s": _median([r["up_s"] for r in recs]),
+        "up_s": median([r["up_s"] for r in recs]),
         "up_s_all": [r["up_s"] for r in recs],
-        "down_s": _median([r["down_s"] for r in recs]),
-        **{k: _median([r[k] for r in recs]) for k in ("boot_s", "system_s", "agents_s")},
+        "down_s": median([r["down_s"] for r in recs]),
+        **{k: median([r[k] for r in recs]) for k in ("boot_s", "system_s", "agents_s")},
     }
 
 
@@ -258,17 +244,6 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(c) for c in col) for col in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-
-
 def _f(x: float, spec: str = ".2f") -> str:
     return "-" if not math.isfinite(x) else format(x, spec)
 
@@ -278,8 +253,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     reps = ", ".join(f"{k} agents: {v['reps']}" for k, v in cold.items())
     out = [
         "Legion start-up benchmark (`legion up -d` / `legion down`, real subprocesses)",
-        f"  {meta['nats_server']}, Python {meta['python']}, {meta['cpus']} CPUs, {meta['duration_s']:.0f} s, "
-        f"1-min load average {meta['loadavg_1min'][0]:.1f} at start, {meta['loadavg_1min'][1]:.1f} at end",
+        f"  {meta['nats_server']}, Python {meta['python']}, " + header(meta),
         f"  starter template, N copies of its agent on the offline model; medians of repetitions ({reps})",
         "",
         "1. wall time, s. cold: .legion wiped (new keys, creds, empty JetStream store); warm: second up on it",
@@ -322,7 +296,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             ]
         )
     heads = ["fleet", "start", "reps", "up -d", "min..max", "vs 0 agents", "per agent", "boot", "system", "agents"]
-    out += ["   " + x for x in _table([*heads, "down"], rows)]
+    out += indented([*heads, "down"], rows)
     if w:
         out.append(f"   warm start of {w['agents']} agents vs its cold median: {w['vs_cold_s']:+.2f} s")
     out += [
@@ -349,7 +323,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 ]
             )
     heads = ["fleet", "", "agent med", "agent max", "all agents", "vault", "ledger", "nats", "launcher", "total"]
-    out += ["   " + x for x in _table(heads, rows)]
+    out += indented(heads, rows)
     base = cold["0"]["memory"]
     for key, s in cold.items():
         if key != "0":
@@ -365,32 +339,6 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 # -- main ---------------------------------------------------------------------------------------------
 
 
-def _nats_server_version() -> str:
-    try:
-        done = subprocess.run(
-            [str(find_nats_server()), "--version"], check=False, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "nats-server ?"
-    return done.stdout.strip() or "nats-server ?"
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop the fleets and remove the temp dir."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN: replace it with null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def _sizes(text: str) -> list[int]:
     sizes = sorted({int(x) for x in text.split(",") if x.strip()})
     if not sizes or sizes[0] < 1:
@@ -399,18 +347,14 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 and 5 agents, 1 repetition")
+    parser = arg_parser(__doc__, quick="smoke run: 1 and 5 agents, 1 repetition")
     parser.add_argument("--agents", type=_sizes, help="fleet sizes, e.g. 1,10,50 (default; --quick 1,5)")
     parser.add_argument("--reps", type=int, help="cold starts per size (default 3, --quick 1)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write raw numbers and summary as JSON")
     args = parser.parse_args(argv)
     sizes = [0, *(args.agents or (QUICK_AGENTS if args.quick else FULL_AGENTS))]
     reps = dict.fromkeys(sizes, args.reps or (1 if args.quick else 3))
     warm_n = WARM_N if WARM_N in sizes else max(sizes) if len(sizes) > 1 else None
-    signal.signal(signal.SIGTERM, _interrupt)
-    load_before = os.getloadavg()[0]
-    started = time.monotonic()
+    clock = start_run(quiet_logs=False)
     with tempfile.TemporaryDirectory(prefix="legion-up-bench-") as tmp:
         root = Path(tmp)
         try:
@@ -419,24 +363,14 @@ def main(argv: list[str] | None = None) -> int:
             for fleet in root.glob("fleet*"):  # a fleet left running by an error or Ctrl-C
                 stop_fleet(fleet)
     meta = {
-        "nats_server": _nats_server_version(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "duration_s": time.monotonic() - started,
-        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **clock.meta(nats_server=True),
         "quick": args.quick,
         "sizes": sizes,
         "reps": {str(n): r for n, r in reps.items()},
         "warm_agents": warm_n,
     }
     summary = summarize(raw)
-    print(render(summary, meta))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": meta, "summary": summary, "raw": raw}
-        args.json.write_text(json.dumps(_finite(doc), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        progress(f"wrote {args.json}")
-    return 0
+    return finish(render(summary, meta), args.json, meta, summary, raw)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ from legion.contracts.schema import json_schemas, write_schemas
 from legion.contracts.service import ServiceError
 from legion.contracts.vault import (
     LLM_ERROR_CODES,
+    BudgetQuery,
+    BudgetStatus,
     LlmChunk,
     LlmError,
     LlmErrorCode,
@@ -73,6 +75,8 @@ __all__ = [
     "AgentName",
     "AssignTask",
     "BudgetExceeded",
+    "BudgetQuery",
+    "BudgetStatus",
     "Cancel",
     "ChatMessage",
     "ChatReplied",

@@ -30,6 +30,7 @@ __all__ = [
     "SCHEDULER",
     "SERVICE",
     "STREAM",
+    "VAULT_BUDGET",
     "VAULT_HTTP",
     "VAULT_LLM",
     "SubjectTemplate",
@@ -129,6 +130,8 @@ class SubjectTemplate:
 AGENT_INBOX: Final = SubjectTemplate("legion.agent.{agent}.inbox")
 VAULT_LLM: Final = SubjectTemplate("legion.vault.{agent}.llm")
 VAULT_HTTP: Final = SubjectTemplate("legion.vault.{agent}.http")
+VAULT_BUDGET: Final = SubjectTemplate("legion.vault.{agent}.budget")
+"""An agent asks the vault what its budget allows and what it has spent (the vault asks the ledger)."""
 SCHEDULER: Final = SubjectTemplate("legion.scheduler.{agent}.{op}")
 """An agent's requests to the scheduler (set_cron, list_cron, remove_cron); a service import like the vault."""
 EVENTS: Final = SubjectTemplate("legion.events.{source}.{type+}")

@@ -11,6 +11,8 @@ from legion.contracts.base import Event, Reply, Request
 
 __all__ = [
     "LLM_ERROR_CODES",
+    "BudgetQuery",
+    "BudgetStatus",
     "LlmChunk",
     "LlmError",
     "LlmErrorCode",
@@ -112,3 +114,21 @@ class LlmRefused(Event, frozen=True, kw_only=True, tag="llm.refused.v1"):
     code: str
     reason: str
     claimed: str = ""
+
+
+class BudgetQuery(Request, frozen=True, kw_only=True, tag="budget.query.v1"):
+    """An agent asks (on ``legion.vault.<agent>.budget``) what its own budget allows and what it spent."""
+
+    request_id: str = ""
+
+
+class BudgetStatus(Reply, frozen=True, kw_only=True, tag="budget.status.v1"):
+    """The agent's own limits from legion.yaml (None: no limit) and its spend today and this month (UTC)."""
+
+    agent: str
+    daily_usd: Decimal | None = None
+    monthly_usd: Decimal | None = None
+    spent_today_usd: Decimal = Decimal(0)
+    spent_month_usd: Decimal = Decimal(0)
+    left_today_usd: Decimal | None = None
+    left_month_usd: Decimal | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,20 @@ async def test_a_steer_with_no_running_task_is_refused_visibly(
         await rig.send(Steer(text="anyone there?"))
         steered = await rig.probe.next(TaskSteered)
         assert not steered.accepted and steered.reason == "no task is running"
+
+
+async def test_system_status_reports_the_budget_left_from_the_ledger(
+    legion_fleet: TestFleet, fake_llm: FakeLlmServer, tmp_path: Path
+) -> None:
+    fake_llm.script(
+        Reply(tool_calls=[ToolCall(name="get_system_status", arguments={})], prompt_tokens=1000, completion_tokens=0),
+        Reply(text="done"),
+    )
+    async with agent_fleet(legion_fleet, fake_llm, tmp_path, budget_usd=Decimal("0.5")) as rig:
+        task_id = await rig.assign("How much budget is left?")
+        await rig.probe.next(TaskCompleted, lambda e: e.task_id == task_id)
+        budget = json.loads(fake_llm.requests[1].body["messages"][-1]["content"])["budget"]
+        # the first call (1000 prompt tokens at 1 USD per million) was committed before its reply
+        assert budget["daily_usd"] == "0.5" and Decimal(budget["spent_today_usd"]) == Decimal("0.001")
+        assert Decimal(budget["left_today_usd"]) == Decimal("0.499")
+        assert budget["monthly_usd"] is None and budget["left_month_usd"] is None

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.timeout(300)]
+from tests.unit.bench_smoke import run_quick
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "up_bench.py"
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.timeout(300)]
 
 
 def _processes_under(root: Path) -> list[str]:
@@ -30,20 +26,11 @@ def _processes_under(root: Path) -> list[str]:
 
 
 def test_quick_up_bench_reports_times_and_memory_and_stops_every_fleet(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
     work = tmp_path / "tmp"
     work.mkdir()
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--agents", "2", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-        env={**os.environ, "TMPDIR": str(work)},
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "1. wall time" in done.stdout and "2. memory" in done.stdout
-    summary = json.loads(out.read_text(encoding="utf-8"))["summary"]
+    run = run_quick("up_bench.py", tmp_path, "--agents", "2", timeout=240, env={"TMPDIR": str(work)})
+    assert "1. wall time" in run.stdout and "2. memory" in run.stdout
+    summary = run.summary
     assert set(summary["cold"]) == {"0", "2"}
     for key, s in summary["cold"].items():
         assert s["reps"] == 1

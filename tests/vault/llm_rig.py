@@ -272,7 +272,7 @@ async def vault_rig(
     ledger_name = fleet.name("ledger")
     vault_name = fleet.name("vault")
     fake_ledger = FakeLedger(ledger_name, **dict(ledger_options or {}))
-    served = [t.render(agent=a.name) for a in agents for t in (subj.VAULT_LLM, subj.VAULT_HTTP)]
+    served = [t.render(agent=a.name) for a in agents for t in (subj.VAULT_LLM, subj.VAULT_HTTP, subj.VAULT_BUDGET)]
     vault_creds = fleet.server.auth.issue_service(
         vault_name, vault_permissions(vault_name, ledger_service=ledger_name, serves=served)
     )

@@ -115,12 +115,6 @@ class Agent(Actor):
         self.workspace.ensure()
         self.spec.state_dir.mkdir(parents=True, exist_ok=True)
         self.memory = await MemoryStore.open(self.spec.state_dir / "memory.db")
-        try:
-            tools = build_toolset(self.spec, ctx.broker, self.memory)
-        except BaseException:
-            # aiosqlite's worker thread is not a daemon: left open, it keeps a failed process alive
-            await self.memory.close()
-            raise
         vault = VaultClient(
             ctx.broker,
             self.name,
@@ -129,6 +123,12 @@ class Agent(Actor):
             timeout_s=self.spec.llm_timeout_s,
             max_tokens=self.spec.max_tokens,
         )
+        try:
+            tools = build_toolset(self.spec, ctx.broker, self.memory, budget=vault.budget)
+        except BaseException:
+            # aiosqlite's worker thread is not a daemon: left open, it keeps a failed process alive
+            await self.memory.close()
+            raise
         memory = self.memory
         tool_names = sorted(tools.tools)
 

@@ -13,7 +13,7 @@ from legion.broker import Broker, new_id
 from legion.contracts import subjects as subj
 from legion.contracts.errors import LegionError, RequestTimeout, Unavailable
 from legion.contracts.service import ServiceError
-from legion.contracts.vault import LlmError, LlmReply, LlmRequest
+from legion.contracts.vault import BudgetQuery, BudgetStatus, LlmError, LlmReply, LlmRequest
 
 __all__ = ["ModelError", "VaultClient"]
 
@@ -71,3 +71,26 @@ class VaultClient:
         if isinstance(reply, ServiceError):
             raise ModelError(reply.code, reply.message, retryable=reply.retryable)
         raise ModelError("internal", f"unexpected reply {type(reply).__name__} from the vault")
+
+    async def budget(self) -> dict[str, Any]:
+        """The agent's own limits and spend, from the vault (for ``get_system_status``)."""
+        subject = subj.VAULT_BUDGET.render(agent=self.agent)
+        try:
+            reply = await self.broker.request(subject, BudgetQuery(request_id=new_id()), timeout=10.0)
+        except (Unavailable, RequestTimeout) as exc:
+            raise ModelError("unavailable", f"the vault did not answer: {exc}", retryable=True) from exc
+        if not isinstance(reply, BudgetStatus):
+            message = getattr(reply, "message", type(reply).__name__)
+            raise ModelError(str(getattr(reply, "code", "internal")), str(message))
+
+        def usd(value: object) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "daily_usd": usd(reply.daily_usd),
+            "monthly_usd": usd(reply.monthly_usd),
+            "spent_today_usd": usd(reply.spent_today_usd),
+            "spent_month_usd": usd(reply.spent_month_usd),
+            "left_today_usd": usd(reply.left_today_usd),
+            "left_month_usd": usd(reply.left_month_usd),
+        }

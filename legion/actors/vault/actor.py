@@ -16,6 +16,7 @@ from typing import Final
 import msgspec
 import structlog
 
+from legion.actors.vault.budget import BudgetReader
 from legion.actors.vault.caller import CallerDenied, identify_caller
 from legion.actors.vault.calls import CallSettings, LlmCall
 from legion.actors.vault.credentials import CredentialStore
@@ -24,8 +25,9 @@ from legion.actors.vault.http_proxy import HttpProxy, HttpProxySpec
 from legion.actors.vault.keys import ProviderKeys, install_log_scrubber, uninstall_log_scrubber
 from legion.actors.vault.policy import Policy
 from legion.contracts import subjects as subj
+from legion.contracts.errors import LegionError
 from legion.contracts.http import HttpError, HttpRequest, HttpResponse
-from legion.contracts.vault import LlmError, LlmReply, LlmRequest
+from legion.contracts.vault import BudgetQuery, BudgetStatus, LlmError, LlmReply, LlmRequest
 from legion.runtime.actor import Actor, Context, handler
 from legion.runtime.config import FleetConfig
 
@@ -79,6 +81,7 @@ class Vault(Actor):
             reservation_ttl_s=self.spec.reservation_ttl_s,
             agents_account=self.spec.agents_account,
         )
+        self._budgets = BudgetReader(config, self.spec.ledger_service, timeout_s=self.spec.ledger_timeout_s)
         store = credentials if credentials is not None else CredentialStore({})
         self.http_proxy = HttpProxy(config, store, spec=self.spec.http)
         self._redact_credentials = store.redactor()
@@ -115,6 +118,21 @@ class Vault(Actor):
             return LlmError(
                 request_id=req.request_id, code="internal", message=f"internal error ({type(exc).__name__})"
             )
+
+    @handler
+    async def budget(self, req: BudgetQuery, ctx: Context) -> BudgetStatus | LlmError:
+        """The calling agent's own limits and spend (agents cannot ask the ledger themselves)."""
+        subject = ctx.msg.subject if ctx.msg is not None else ""
+        try:
+            caller = identify_caller(
+                subject, ctx.headers, agents_account=self.spec.agents_account, template=subj.VAULT_BUDGET
+            )
+        except CallerDenied as denied:
+            return LlmError(request_id=req.request_id, code="denied", message=f"denied: {denied.reason}")
+        try:
+            return await self._budgets.status(ctx.broker, caller.agent)
+        except LegionError as exc:
+            return LlmError(request_id=req.request_id, code="budget", message=f"{exc}", retryable=True)
 
     @handler
     async def http(self, req: HttpRequest, ctx: Context) -> HttpResponse | HttpError:

@@ -15,12 +15,12 @@ QUEUE = "vault"
 
 
 def host_spec(*, agents: Iterable[str] | None = None, queue: str = QUEUE, heartbeat_s: float = 5.0) -> HostSpec:
-    """How to host the vault: every agent's subjects (``legion.vault.*.llm`` and ``legion.vault.*.http``)
+    """How to host the vault: every agent's subjects (``legion.vault.*.llm``, ``.http`` and ``.budget``)
     in queue group ``vault``.
 
     ``agents`` limits it to those agents' subjects (tests sharing one server with other vaults).
     """
-    templates = (subj.VAULT_LLM, subj.VAULT_HTTP)
+    templates = (subj.VAULT_LLM, subj.VAULT_HTTP, subj.VAULT_BUDGET)
     if agents is None:
         subjects = [t.wildcard() for t in templates]
     else:
@@ -33,7 +33,9 @@ def vault_permissions(name: str, *, ledger_service: str = "ledger", serves: Iter
     stream tokens. ``serves`` narrows the served subjects (tests); the default is every agent's."""
     return service_permissions(
         name,
-        serves=list(serves) if serves is not None else [subj.VAULT_LLM.wildcard(), subj.VAULT_HTTP.wildcard()],
+        serves=list(serves)
+        if serves is not None
+        else [subj.VAULT_LLM.wildcard(), subj.VAULT_HTTP.wildcard(), subj.VAULT_BUDGET.wildcard()],
         publishes=[
             subj.SERVICE.wildcard(service=ledger_service),
             subj.LEDGER.wildcard(),
