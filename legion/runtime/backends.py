@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,25 @@ class ActorProcessSpec:
     fleet_dir: Path
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # added to base_environment()
     log_path: Path | None = None
+    memory_mb: int | None = None  # RLIMIT_AS of the process
+    open_files: int | None = None  # RLIMIT_NOFILE of the process
+
+
+def _limiter(spec: ActorProcessSpec) -> Callable[[], None] | None:
+    """A pre-exec function applying the spec's rlimits in the child (None when there are none)."""
+    limits: list[tuple[int, int]] = []
+    if spec.memory_mb is not None:
+        limits.append((resource.RLIMIT_AS, spec.memory_mb * 1024 * 1024))
+    if spec.open_files is not None:
+        limits.append((resource.RLIMIT_NOFILE, spec.open_files))
+    if not limits:
+        return None
+
+    def apply() -> None:
+        for which, value in limits:
+            resource.setrlimit(which, (value, value))
+
+    return apply
 
 
 class RunningActor(Protocol):
@@ -88,5 +108,6 @@ class ProcessBackend:
                 stdout=out if out is not None else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.STDOUT if out is not None else asyncio.subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_limiter(spec),
             )
         return _Process(proc)

@@ -27,6 +27,7 @@ __all__ = [
     "NatsConfig",
     "Price",
     "ProjectConfig",
+    "ResourceLimits",
     "RuntimeConfig",
     "load_config",
 ]
@@ -88,6 +89,17 @@ class ProjectConfig(_Strict):
     budget: Budget = Field(default_factory=Budget)
 
 
+class ResourceLimits(_Strict):
+    """Per-process limits the process backend applies with setrlimit before the actor starts.
+
+    ``memory_mb`` caps the address space (RLIMIT_AS): an agent process maps ~150 MB of virtual
+    memory at start (its RSS is ~60 MB), so leave room; a process past the cap gets MemoryError.
+    ``open_files`` caps file descriptors (RLIMIT_NOFILE)."""
+
+    memory_mb: int | None = Field(default=None, ge=256, description="address-space cap in MiB")
+    open_files: int | None = Field(default=None, ge=64, description="file descriptor cap")
+
+
 class AgentConfig(_Strict):
     role: str = ""
     model: str | None = Field(default=None, description="model alias from models:")
@@ -104,6 +116,7 @@ class AgentConfig(_Strict):
     max_iterations: int = Field(default=20, gt=0, le=1000, description="decide-act rounds per task")
     chat_rounds: int = Field(default=8, gt=0, le=100, description="model rounds per chat turn")
     can_message: list[Token] = Field(default_factory=list, description="agents it may send tasks to")
+    limits: ResourceLimits | None = Field(default=None, description="overrides runtime.agent_limits")
     subscribe: list[str] = Field(
         default_factory=list,
         description="event subjects delivered to it as work, e.g. legion.ext.github.> or legion.events.pm.report.>",
@@ -127,6 +140,7 @@ class RuntimeConfig(_Strict):
     backend: Literal["process"] = "process"
     allow_run_command: bool = Field(default=False, description="let agents that list run_command use it")
     inbox_ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery delay of a crashed agent's work")
+    agent_limits: ResourceLimits = Field(default_factory=ResourceLimits, description="limits of every agent process")
 
 
 class FleetConfig(_Strict):
@@ -164,6 +178,10 @@ class FleetConfig(_Strict):
                     "set runtime.allow_run_command: true to allow it anyway"
                 )
         return self
+
+    def limits_of(self, agent: str) -> ResourceLimits:
+        """The agent's own ``limits``, else the fleet's ``runtime.agent_limits``."""
+        return self.agents[agent].limits or self.runtime.agent_limits
 
     def allowed_models(self, agent: str) -> list[str]:
         """The aliases ``agent`` may call: explicit list, else its model plus that model's failover chain."""

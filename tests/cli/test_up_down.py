@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -263,5 +264,20 @@ def test_an_agent_with_an_invalid_tool_list_fails_up_at_once_without_restarts(tm
         assert "starter could not start: its configuration is invalid" in result.stdout + result.stderr
         log = (fleet / ".legion" / "logs" / "starter.log").read_text()
         assert log.count("unknown tool or group 'nope'") == 1  # started once, not restarted
+    finally:
+        _legion("down", str(fleet))
+
+
+def test_agent_processes_run_under_the_configured_resource_limits(tmp_path: Path) -> None:
+    fleet = _new_fleet(tmp_path, "limited")
+    config = fleet / "legion.yaml"
+    config.write_text(config.read_text() + "\nruntime:\n  agent_limits: {memory_mb: 2048, open_files: 256}\n")
+    try:
+        _up(fleet)
+        limits = Path(f"/proc/{_pids(fleet)['starter']}/limits").read_text()
+        assert re.search(r"Max address space\s+2147483648\s+2147483648\s+bytes", limits), limits
+        assert re.search(r"Max open files\s+256\s+256\s+files", limits), limits
+        vault = Path(f"/proc/{_pids(fleet)['vault']}/limits").read_text()
+        assert not re.search(r"Max open files\s+256\s", vault)  # only agents are limited
     finally:
         _legion("down", str(fleet))

@@ -127,7 +127,15 @@ class Launcher:
         """Agents get base_environment() only: no provider key, no credential, just their creds file."""
         logs = self.fleet.state_dir / "logs"
         return [
-            ActorProcessSpec(name, "agent", AGENT_MODULE, self.fleet.fleet_dir, log_path=logs / f"{name}.log")
+            ActorProcessSpec(
+                name,
+                "agent",
+                AGENT_MODULE,
+                self.fleet.fleet_dir,
+                log_path=logs / f"{name}.log",
+                memory_mb=self.fleet.config.limits_of(name).memory_mb,
+                open_files=self.fleet.config.limits_of(name).open_files,
+            )
             for name in self.fleet.config.agents
         ]
 
