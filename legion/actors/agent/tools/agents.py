@@ -18,11 +18,11 @@ from typing import Any, Final
 
 from pydantic import Field
 
+from legion.actors.agent.tools._store import store
 from legion.actors.agent.tools.base import Params, Tool, ToolContext, ToolError
 from legion.broker import Broker
 from legion.contracts import subjects as subj
 from legion.contracts.commands import AssignTask
-from legion.contracts.errors import LegionError, PermissionDenied, RequestTimeout, Unavailable
 
 __all__ = ["MAX_TASK_CHARS", "agent_tools", "task_id_of"]
 
@@ -50,18 +50,8 @@ def agent_tools(broker: Broker, agent: str, can_message: Iterable[str]) -> list[
         task_id = task_id_of(ctx.call_key)
         subject = subj.AGENT_INBOX.render(agent=p.agent)
         body = AssignTask(task_id=task_id, text=p.text, requested_by=agent)
-        try:
-            ack = await broker.js_publish(subject, body, msg_id=ctx.call_key, trace=ctx.trace or None)
-        except PermissionDenied:
-            raise ToolError(
-                "denied", f"the server refused sending to {p.agent!r} with your credential (agents: {listed})"
-            ) from None
-        except (RequestTimeout, Unavailable) as exc:
-            raise ToolError(
-                "unavailable", f"the inbox of {p.agent!r} did not accept it: {exc}", retryable=True
-            ) from None
-        except LegionError as exc:
-            raise ToolError("failed", f"sending the task failed: {exc}") from None
+        denied = f"the server refused sending to {p.agent!r} with your credential (agents: {listed})"
+        ack = await store(broker, subject, body, ctx, what=f"the task for {p.agent!r}", denied=denied)
         return {"task_id": task_id, "sent_to": p.agent, "duplicate": ack.duplicate}
 
     return [

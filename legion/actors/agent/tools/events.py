@@ -13,11 +13,11 @@ from typing import Any, Final
 
 from pydantic import Field
 
+from legion.actors.agent.tools._store import store
 from legion.actors.agent.tools.base import Params, Tool, ToolContext, ToolError
 from legion.broker import Broker
 from legion.contracts import subjects as subj
 from legion.contracts.agent_tools import AgentEvent
-from legion.contracts.errors import LegionError, PermissionDenied, RequestTimeout, Unavailable
 
 __all__ = ["MAX_EVENT_BYTES", "RESERVED_EVENT_ROOTS", "event_tools", "validate_event_type"]
 
@@ -60,14 +60,7 @@ def event_tools(broker: Broker, agent: str) -> list[Tool]:
             raise ToolError("invalid_args", f"data is {size} bytes; an event holds at most {MAX_EVENT_BYTES}")
         subject = subj.EVENTS.render(source=agent, type=event_type)
         body = AgentEvent(agent=agent, event_type=event_type, data=p.data)
-        try:
-            ack = await broker.js_publish(subject, body, msg_id=ctx.call_key, trace=ctx.trace or None)
-        except PermissionDenied:
-            raise ToolError("denied", f"the server refused publishing to {subject!r} for your credential") from None
-        except (RequestTimeout, Unavailable) as exc:
-            raise ToolError("unavailable", f"the event stream did not accept it: {exc}", retryable=True) from None
-        except LegionError as exc:
-            raise ToolError("failed", f"publishing the event failed: {exc}") from None
+        ack = await store(broker, subject, body, ctx, what="the event")
         return {"stream_seq": ack.seq, "subject": subject, "duplicate": ack.duplicate}
 
     return [

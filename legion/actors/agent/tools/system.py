@@ -14,6 +14,7 @@ from typing import Any, Final
 from pydantic import Field
 
 from legion.actors.agent.sanitize import strip_invisible, strip_invisible_deep
+from legion.actors.agent.tools._store import store
 from legion.actors.agent.tools.base import Params, Tool, ToolContext, ToolError, ToolErrorCode
 from legion.broker import Broker, bucket_name
 from legion.contracts import subjects as subj
@@ -78,14 +79,7 @@ def system_tools(
     async def notify_user(p: NotifyParams, ctx: ToolContext) -> dict[str, Any]:
         subject = subj.EVENTS.render(source=agent, type=NOTIFY_TYPE)
         event = UserNotified(agent=agent, text=p.text, level=p.level, session=ctx.session)
-        try:
-            ack = await broker.js_publish(subject, event, msg_id=ctx.call_key, trace=ctx.trace or None)
-        except PermissionDenied:
-            raise ToolError("denied", f"the server refused publishing to {subject!r} for your credential") from None
-        except (RequestTimeout, Unavailable) as exc:
-            raise ToolError("unavailable", f"the notification was not stored: {exc}", retryable=True) from None
-        except LegionError as exc:
-            raise ToolError("failed", f"the notification was not stored: {exc}") from None
+        ack = await store(broker, subject, event, ctx, what="the notification")
         return {"sent": True, "level": p.level, "stream_seq": ack.seq, "duplicate": ack.duplicate}
 
     async def get_system_status(p: NoParams, ctx: ToolContext) -> dict[str, Any]:
