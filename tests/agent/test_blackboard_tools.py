@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from legion.actors.agent.tools.base import ToolContext, ToolResult, ToolSet
+from legion.actors.agent.tools.base import ToolSet
 from legion.actors.agent.tools.blackboard import MAX_LIST, blackboard_tools
 from legion.broker import Broker, bucket_name
 from legion.testing import AgentHandle, TestFleet
+from tests.agent.tool_kit import ctx, err, ok
 
 pytestmark = [pytest.mark.nats]
-
-
-def ctx(agent: str, call_key: str | None = None) -> ToolContext:
-    return ToolContext(
-        agent=agent, session="s1", call_key=call_key or f"{agent}:s1:{uuid.uuid4().hex}:0", workspace=Path(".")
-    )
-
-
-def ok(result: ToolResult) -> Any:
-    assert result.ok, result.content
-    return json.loads(result.content)
-
-
-def err(result: ToolResult, code: str) -> str:
-    assert not result.ok and result.error_code == code, result.content
-    return str(json.loads(result.content)["message"])
 
 
 async def _agent(fleet: TestFleet, base: str, projects: tuple[str, ...]) -> tuple[AgentHandle, Broker, ToolSet]:

@@ -12,6 +12,7 @@ import pytest
 
 from legion.actors.agent.tools.base import ToolContext, ToolResult, ToolSet
 from legion.actors.agent.tools.command import command_tool
+from tests.agent.tool_kit import ok
 
 
 async def run(
@@ -25,12 +26,6 @@ async def run(
     if model_timeout is not None:
         args["timeout_s"] = model_timeout
     return await tools.call("run_command", json.dumps(args), ctx)
-
-
-def ok(result: ToolResult) -> dict[str, Any]:
-    assert result.ok, result.content
-    value: dict[str, Any] = json.loads(result.content)
-    return value
 
 
 def exits(pid: int, within: float = 5.0) -> bool:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
 
-from legion.actors.agent.tools.base import ToolContext, ToolResult, ToolSet
+from legion.actors.agent.tools.base import ToolSet
 from legion.actors.agent.tools.events import event_tools
 from legion.actors.agent.tools.system import system_tools
 from legion.broker import EVENTS, Broker
@@ -23,24 +21,9 @@ from legion.contracts import AgentEvent, CronList, CronRemove, CronReply, CronSe
 from legion.contracts import headers as h
 from legion.contracts import subjects as subj
 from legion.testing import AgentHandle, TestFleet, read_stream
+from tests.agent.tool_kit import ctx, err, ok
 
 pytestmark = [pytest.mark.nats]
-
-
-def ctx(agent: str, call_key: str | None = None) -> ToolContext:
-    return ToolContext(
-        agent=agent, session="s1", call_key=call_key or f"{agent}:s1:{uuid.uuid4().hex}:0", workspace=Path(".")
-    )
-
-
-def ok(result: ToolResult) -> Any:
-    assert result.ok, result.content
-    return json.loads(result.content)
-
-
-def err(result: ToolResult, code: str) -> str:
-    assert not result.ok and result.error_code == code, result.content
-    return str(json.loads(result.content)["message"])
 
 
 async def _agent(

@@ -5,35 +5,19 @@ vault's proxy is tested in tests/vault/test_http_proxy.py.)"""
 from __future__ import annotations
 
 import json
-import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
 
-from legion.actors.agent.tools.base import ToolContext, ToolResult, ToolSet
+from legion.actors.agent.tools.base import ToolSet
 from legion.actors.agent.tools.http import BODY_CAP, http_tool
 from legion.broker import Broker
 from legion.contracts import HttpError, HttpRequest, HttpResponse, Message, decode, encode
 from legion.contracts import subjects as subj
 from legion.testing import TestFleet
+from tests.agent.tool_kit import ctx, err, ok
 
 pytestmark = [pytest.mark.nats]
-
-
-def ctx(agent: str) -> ToolContext:
-    return ToolContext(agent=agent, session="s1", call_key=f"{agent}:s1:{uuid.uuid4().hex}:0", workspace=Path("."))
-
-
-def ok(result: ToolResult) -> Any:
-    assert result.ok, result.content
-    return json.loads(result.content)
-
-
-def err(result: ToolResult, code: str) -> str:
-    assert not result.ok and result.error_code == code, result.content
-    return str(json.loads(result.content)["message"])
 
 
 class FakeVault:

@@ -11,6 +11,7 @@ import pytest
 
 from legion.actors.agent.tools.base import ToolContext, ToolResult, ToolSet
 from legion.actors.agent.tools.files import LIST_CAP, READ_CAP, WRITE_CAP, file_tools
+from tests.agent.tool_kit import err, ok
 
 
 @pytest.fixture
@@ -32,19 +33,6 @@ async def call(workspace: Path, name: str, **args: Any) -> ToolResult:
     tools = ToolSet.of(file_tools(workspace))
     ctx = ToolContext(agent="coder", session="s1", call_key="coder:s1:1:0", workspace=workspace)
     return await tools.call(name, json.dumps(args), ctx)
-
-
-def ok(result: ToolResult) -> dict[str, Any]:
-    assert result.ok, result.content
-    value: dict[str, Any] = json.loads(result.content)
-    return value
-
-
-def error(result: ToolResult, code: str) -> str:
-    assert not result.ok, result.content
-    assert result.error_code == code, result.content
-    message: str = json.loads(result.content)["message"]
-    return message
 
 
 async def test_write_then_read_returns_the_content(workspace: Path) -> None:
@@ -82,24 +70,24 @@ async def test_read_pages_with_offset_and_limit(workspace: Path) -> None:
 
 async def test_read_limit_is_capped(workspace: Path) -> None:
     (workspace / "a.txt").write_text("x", encoding="utf-8")
-    message = error(await call(workspace, "read_file", path="a.txt", limit=READ_CAP + 1), "invalid_args")
+    message = err(await call(workspace, "read_file", path="a.txt", limit=READ_CAP + 1), "invalid_args")
     assert "limit" in message
 
 
 async def test_write_over_the_cap_is_refused_and_writes_nothing(workspace: Path) -> None:
-    message = error(await call(workspace, "write_file", path="a.txt", content="x" * (WRITE_CAP + 1)), "invalid_args")
+    message = err(await call(workspace, "write_file", path="a.txt", content="x" * (WRITE_CAP + 1)), "invalid_args")
     assert "append_file" in message
     assert not (workspace / "a.txt").exists()
 
 
 async def test_missing_file_is_not_found(workspace: Path) -> None:
-    error(await call(workspace, "read_file", path="nope.txt"), "not_found")
-    error(await call(workspace, "list_dir", path="nope"), "not_found")
+    err(await call(workspace, "read_file", path="nope.txt"), "not_found")
+    err(await call(workspace, "list_dir", path="nope"), "not_found")
 
 
 async def test_reading_a_directory_points_to_list_dir(workspace: Path) -> None:
     (workspace / "d").mkdir()
-    assert "list_dir" in error(await call(workspace, "read_file", path="d"), "invalid_args")
+    assert "list_dir" in err(await call(workspace, "read_file", path="d"), "invalid_args")
 
 
 async def test_read_strips_invisible_unicode(workspace: Path) -> None:
@@ -114,33 +102,33 @@ async def test_escaping_paths_are_denied(workspace: Path, tool: str, path: str) 
     args: dict[str, Any] = {"path": path}
     if tool in ("write_file", "append_file"):
         args["content"] = "pwned"
-    message = error(await call(workspace, tool, **args), "denied")
+    message = err(await call(workspace, tool, **args), "denied")
     assert "must stay inside the workspace" in message
 
 
 async def test_nul_in_a_path_is_refused(workspace: Path) -> None:
-    assert "NUL" in error(await call(workspace, "read_file", path="a.txt\x00.png"), "invalid_args")
-    assert "NUL" in error(await call(workspace, "write_file", path="a\x00", content="x"), "invalid_args")
+    assert "NUL" in err(await call(workspace, "read_file", path="a.txt\x00.png"), "invalid_args")
+    assert "NUL" in err(await call(workspace, "write_file", path="a\x00", content="x"), "invalid_args")
 
 
 async def test_symlinked_dir_pointing_outside_cannot_be_read(workspace: Path, outside: Path) -> None:
     (workspace / "out").symlink_to(outside)
-    message = error(await call(workspace, "read_file", path="out/secret.txt"), "denied")
+    message = err(await call(workspace, "read_file", path="out/secret.txt"), "denied")
     assert "must stay inside the workspace" in message
 
 
 async def test_symlinked_dir_pointing_outside_cannot_be_written(workspace: Path, outside: Path) -> None:
     (workspace / "out").symlink_to(outside)
-    error(await call(workspace, "write_file", path="out/new.txt", content="x"), "denied")
-    error(await call(workspace, "write_file", path="out/secret.txt", content="x"), "denied")
-    error(await call(workspace, "append_file", path="out/deeper/new.txt", content="x"), "denied")
+    err(await call(workspace, "write_file", path="out/new.txt", content="x"), "denied")
+    err(await call(workspace, "write_file", path="out/secret.txt", content="x"), "denied")
+    err(await call(workspace, "append_file", path="out/deeper/new.txt", content="x"), "denied")
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     assert (outside / "secret.txt").read_text(encoding="utf-8") == "top secret"
 
 
 async def test_symlinked_dir_pointing_outside_cannot_be_listed(workspace: Path, outside: Path) -> None:
     (workspace / "out").symlink_to(outside)
-    error(await call(workspace, "list_dir", path="out"), "denied")
+    err(await call(workspace, "list_dir", path="out"), "denied")
 
 
 async def test_glob_never_lists_files_behind_an_outside_symlink(workspace: Path, outside: Path) -> None:
@@ -155,20 +143,20 @@ async def test_glob_never_lists_files_behind_an_outside_symlink(workspace: Path,
 
 @pytest.mark.parametrize("pattern", ["../*", "/etc/*", "src/../../*", "**/../*"])
 async def test_glob_rejects_escaping_patterns(workspace: Path, pattern: str) -> None:
-    assert "must stay inside the workspace" in error(await call(workspace, "glob", pattern=pattern), "denied")
+    assert "must stay inside the workspace" in err(await call(workspace, "glob", pattern=pattern), "denied")
 
 
 async def test_symlinked_file_pointing_outside_is_denied(workspace: Path, outside: Path) -> None:
     (workspace / "link.txt").symlink_to(outside / "secret.txt")
-    error(await call(workspace, "read_file", path="link.txt"), "denied")
-    error(await call(workspace, "write_file", path="link.txt", content="pwned"), "denied")
-    error(await call(workspace, "append_file", path="link.txt", content="pwned"), "denied")
+    err(await call(workspace, "read_file", path="link.txt"), "denied")
+    err(await call(workspace, "write_file", path="link.txt", content="pwned"), "denied")
+    err(await call(workspace, "append_file", path="link.txt", content="pwned"), "denied")
     assert (outside / "secret.txt").read_text(encoding="utf-8") == "top secret"
 
 
 async def test_dangling_symlink_pointing_outside_is_not_created_through(workspace: Path, outside: Path) -> None:
     (workspace / "new.txt").symlink_to(outside / "created.txt")
-    error(await call(workspace, "write_file", path="new.txt", content="pwned"), "denied")
+    err(await call(workspace, "write_file", path="new.txt", content="pwned"), "denied")
     assert not (outside / "created.txt").exists()
 
 
@@ -214,4 +202,4 @@ async def test_tools_are_in_the_files_group_and_writes_have_side_effects(workspa
 
 async def test_fifo_is_refused_without_hanging(workspace: Path) -> None:
     os.mkfifo(workspace / "pipe")
-    assert "not a regular file" in error(await call(workspace, "read_file", path="pipe"), "invalid_args")
+    assert "not a regular file" in err(await call(workspace, "read_file", path="pipe"), "invalid_args")

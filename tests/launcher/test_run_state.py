@@ -25,7 +25,7 @@ from legion.runtime.state import (
     write_state,
 )
 
-SLEEPER = "import time; time.sleep(120)"
+SLEEPER = "import sys; sys.stdin.read()"  # alive until its stdin closes (the fixture) or a signal
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _start(procs: list[subprocess.Popen[bytes]], *argv: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(list(argv))
+    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE)
     procs.append(proc)
     return proc
 
@@ -70,7 +70,7 @@ def test_launcher_alive_needs_a_live_legion_up_command_line(
     tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
     legion_like = _start(spawn, sys.executable, "-c", SLEEPER, "legion", "up")
-    other = _start(spawn, "sleep", "120")  # a reused pid: alive, but not ours
+    other = _start(spawn, "cat")  # a reused pid: alive (reading its stdin), but not ours
     write_launcher_pid(tmp_path, legion_like.pid)
     assert read_launcher_pid(tmp_path) == legion_like.pid
     assert launcher_alive(legion_like.pid)

@@ -181,7 +181,7 @@ class Agent(Actor):
                 )
             reason = self.live.cancelled.pop(cmd.task_id, None)
             if reason is not None and run.ended is None:
-                run.cancel_reason = reason
+                run.cancel(reason)
             self.live.current_task = cmd.task_id
             try:
                 outcome = await run.run_task(_task_text(cmd), cmd.max_iterations or self.spec.max_iterations)
@@ -226,8 +226,7 @@ class Agent(Actor):
         reason = cmd.reason or "cancelled by request"
         run = self.live.runs.get(task_session(cmd.task_id))
         if run is not None:
-            run.cancel_reason = reason
-            run.cancel_event.set()
+            run.cancel(reason)
         else:  # not started yet (queued behind another task): it fails as soon as it arrives
             self.live.cancelled[cmd.task_id] = reason
 

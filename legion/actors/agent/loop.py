@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -65,7 +66,7 @@ class LoopDeps:
     log: SessionLog
     vault: VaultClient
     tools: ToolSet
-    workspace_path: Any
+    workspace_path: Path
     system_prompt: Callable[[], str]
     context_window: int
     save_fact: Callable[[str], Awaitable[object]]
@@ -100,7 +101,12 @@ class SessionRun:
     steers: list[str] = field(default_factory=list)
     cancel_reason: str | None = None
     guard: LoopGuard = field(default_factory=LoopGuard)
-    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def cancel(self, reason: str) -> None:
+        """End the work at the next step; an in-flight model call is abandoned at once."""
+        self.cancel_reason = reason
+        self._cancelled.set()
 
     # -- the record ----------------------------------------------------------------------------
     def replay(self, steps: list[SessionStep]) -> None:
@@ -214,11 +220,9 @@ class SessionRun:
                 what = "task" if task else "turn"
                 return Outcome("failed" if task else "replied", reason=_limit(what, max_rounds), rounds=self.rounds)
             try:
-                await self._compact_or_go_on()
+                prompt = await self._compact_or_go_on(self._prompt())
                 reply = await self._cancellable(
-                    self.deps.vault.complete(
-                        self._prompt(), tools=tools, stream_session=stream_session, trace=self.trace
-                    )
+                    self.deps.vault.complete(prompt, tools=tools, stream_session=stream_session, trace=self.trace)
                 )
             except ModelError as exc:
                 return Outcome("failed" if task else "replied", reason=str(exc), retryable=exc.retryable)
@@ -236,7 +240,7 @@ class SessionRun:
     async def _cancellable(self, work: Awaitable[LlmReply]) -> LlmReply:
         """Run ``work`` until it finishes or the task is cancelled (then CancelledError)."""
         job = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.cancel_event.wait())
+        stop = asyncio.ensure_future(self._cancelled.wait())
         try:
             await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -311,19 +315,20 @@ class SessionRun:
             "tool", {**base, "result": '{"finished": true}', "ok": True, "exempt": True, "finish": finish}
         )
 
-    async def _compact_or_go_on(self) -> None:
-        """Compact when the context is ~70 % full; if the model cannot help with that, go on without it."""
+    async def _compact_or_go_on(self, prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``prompt`` compacted when the context is ~70 % full (the workspace files are read once per
+        round, by the caller); if the model cannot help with that, ``prompt`` as it is."""
         try:
-            await self._maybe_compact()
+            return await self._maybe_compact(prompt)
         except ModelError as exc:
             if exc.code == "budget":
                 raise
             log.warning("context.compaction_failed", session=self.session, error=str(exc))
+            return prompt
 
-    async def _maybe_compact(self) -> None:
-        prompt = self._prompt()
+    async def _maybe_compact(self, prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not needs_compaction(prompt, self.deps.context_window):
-            return
+            return prompt
 
         async def summarise(dropped: list[dict[str, Any]]) -> str:
             reply = await self.deps.vault.complete(summary_prompt(dropped), trace=self.trace)
@@ -337,6 +342,7 @@ class SessionRun:
         if result.dropped:
             kept = result.messages[2:]  # [system, summary, *kept]
             await self.record("summary", {"summary": result.summary, "facts": result.facts, "kept": kept})
+        return [prompt[0], *self.messages]  # after a summary step, the messages are summary + kept
 
 
 def _summary_text(summary: str) -> str:
