@@ -1,0 +1,195 @@
+"""Scheduler contracts: what a schedule is, the events that change it, and what each slot became.
+
+The vocabulary follows Temporal's schedules (``temporalio/client/_schedule.py``): a schedule has a
+*spec* (when: one cron expression, an interval or a one-shot time, a time zone, jitter), a
+*policy* (what happens to overlapping and missed slots) and an *action* (here the task sent to the
+agent's inbox). Each nominal time the spec produces is a *slot*; a slot is fired once or skipped
+once, never both, never twice.
+
+Every change is an event on the SCHEDULES stream, on ``legion.schedules.<agent>.<schedule>.<op>``
+(:data:`legion.contracts.subjects.SCHEDULES`); the scheduler's table is a fold over them:
+
+- :class:`ScheduleCreated` / :class:`ScheduleUpdated` (the whole definition, replaced),
+  :class:`SchedulePaused`, :class:`ScheduleResumed`, :class:`ScheduleDeleted`;
+- :class:`ScheduleFired` (the slot, when it fired, the task id it became) and
+  :class:`ScheduleSkipped` (a run of slots that did not fire, with the reason). Both are also
+  emitted to EVENTS (``legion.events.<scheduler>.schedule.fired|skipped``) for observers.
+
+Times on the wire are integers: nanoseconds since the Unix epoch, UTC (``*_ns``), so a replay
+compares them exactly. ``at`` is the one human-written time: ISO 8601, read in ``tz`` if it has no
+offset.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from legion.contracts.base import Event
+
+__all__ = [
+    "OVERLAP_POLICIES",
+    "SKIP_REASONS",
+    "OverlapPolicy",
+    "ScheduleCreated",
+    "ScheduleDeleted",
+    "ScheduleFired",
+    "SchedulePaused",
+    "SchedulePolicy",
+    "ScheduleResumed",
+    "ScheduleSkipped",
+    "ScheduleSpec",
+    "ScheduleTask",
+    "ScheduleUpdated",
+    "SkipReason",
+]
+
+OverlapPolicy = Literal["skip", "queue_one", "allow"]
+"""What a slot does while the task of the previous firing still runs (Temporal's ScheduleOverlapPolicy):
+
+- ``skip``: it is skipped (``schedule.skipped`` with reason ``overlap``) (Temporal SKIP);
+- ``queue_one``: the latest such slot waits and fires when the running task ends, if it is still
+  inside the catch-up window; older waiting slots are skipped as ``superseded`` (Temporal BUFFER_ONE);
+- ``allow``: it fires anyway (Temporal ALLOW_ALL).
+"""
+OVERLAP_POLICIES: tuple[OverlapPolicy, ...] = ("skip", "queue_one", "allow")
+
+SkipReason = Literal["missed", "superseded", "overlap", "invalid"]
+"""Why slots did not fire:
+
+- ``missed``: the slot's fire time is older than the catch-up window (the scheduler was down);
+- ``superseded``: a later slot was also due (after downtime only the latest slot inside the window fires);
+- ``overlap``: the previous firing's task still ran and the overlap policy is ``skip``;
+- ``invalid``: the stored definition cannot be evaluated (e.g. a time zone this host does not know).
+"""
+SKIP_REASONS: tuple[SkipReason, ...] = ("missed", "superseded", "overlap", "invalid")
+"""A paused schedule's slots are not skipped one by one: they are never produced (see ScheduleResumed)."""
+
+
+class ScheduleSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """When a schedule's slots are. Exactly one of ``cron``, ``every`` and ``at`` is set.
+
+    - ``cron``: five fields (``30 2 * * *``, ``0 9 * * mon-fri``) or an alias (``@hourly``, ``@daily``,
+      ``@midnight``, ``@weekly``, ``@monthly``, ``@yearly``, ``@annually``), read in ``tz``.
+    - ``every``: an interval such as ``30m``, ``1h30m``, ``90s``, ``1d``: real elapsed time, slots at
+      ``epoch + offset + k * every`` (Temporal's ScheduleIntervalSpec), so they do not depend on when the
+      schedule was created or the scheduler started.
+    - ``at``: one slot, an ISO 8601 time (``2026-12-24T18:00``; without an offset it is read in ``tz``).
+    """
+
+    cron: str = ""
+    every: str = ""
+    offset: str = ""
+    """Only with ``every``: shifts the slots (``every: 1d, offset: 9h`` = 09:00 UTC daily)."""
+    at: str = ""
+    tz: str = "UTC"
+    """IANA time zone name for ``cron`` and an ``at`` without offset (``Europe/Berlin``)."""
+    jitter_s: float = 0.0
+    """Each slot fires up to this many seconds late, by an amount derived from the schedule id and the
+    slot, so every scheduler instance and every restart picks the same fire time."""
+
+
+class SchedulePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """What happens to overlapping and missed slots (Temporal's SchedulePolicy)."""
+
+    overlap: OverlapPolicy = "skip"
+    catch_up_window_s: float = 600.0
+    """After downtime, a slot whose fire time is at most this old still fires (only the latest such
+    slot of a schedule); older slots are recorded as skipped with reason ``missed``."""
+    running_for_s: float = 3600.0
+    """How long a fired task counts as running for the overlap policy when no ``task.completed`` or
+    ``task.failed`` event of it arrives."""
+
+
+class ScheduleTask(msgspec.Struct, frozen=True, kw_only=True):
+    """What a slot becomes: an AssignTask to the agent's inbox with these fields."""
+
+    text: str
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    max_iterations: int | None = None
+
+
+class ScheduleCreated(Event, frozen=True, kw_only=True, tag="schedule.created.v1"):
+    """A new schedule. Its slots are those after ``created_ns`` (the stream time of this event when
+    zero), so a schedule never fires for times before it existed."""
+
+    schedule_id: str
+    agent: str
+    spec: ScheduleSpec
+    policy: SchedulePolicy = msgspec.field(default_factory=SchedulePolicy)
+    task: ScheduleTask
+    paused: bool = False
+    note: str = ""
+    created_by: str = ""
+    trace: str = ""
+    """The trace every firing of this schedule carries (the creating request's trace)."""
+
+
+class ScheduleUpdated(Event, frozen=True, kw_only=True, tag="schedule.updated.v1"):
+    """The whole definition replaced. Slots already fired or skipped stay so; the next slot is the first
+    one of the new spec after the later of the last handled slot and this event."""
+
+    schedule_id: str
+    agent: str
+    spec: ScheduleSpec
+    policy: SchedulePolicy = msgspec.field(default_factory=SchedulePolicy)
+    task: ScheduleTask
+    note: str = ""
+    updated_by: str = ""
+
+
+class SchedulePaused(Event, frozen=True, kw_only=True, tag="schedule.paused.v1"):
+    """No slot fires while paused; the slots of the paused time are not caught up on resume."""
+
+    schedule_id: str
+    agent: str
+    reason: str = ""
+    by: str = ""
+
+
+class ScheduleResumed(Event, frozen=True, kw_only=True, tag="schedule.resumed.v1"):
+    """Slots after this event fire again (the paused time is not caught up)."""
+
+    schedule_id: str
+    agent: str
+    by: str = ""
+
+
+class ScheduleDeleted(Event, frozen=True, kw_only=True, tag="schedule.deleted.v1"):
+    schedule_id: str
+    agent: str
+    reason: str = ""
+    by: str = ""
+
+
+class ScheduleFired(Event, frozen=True, kw_only=True, tag="schedule.fired.v1"):
+    """A slot fired: ``task_id`` was sent to ``agent``'s inbox with ``Nats-Msg-Id`` = ``key``."""
+
+    schedule_id: str
+    agent: str
+    slot_ns: int
+    """The nominal time of the slot (before jitter)."""
+    fire_ns: int
+    """When the slot was due: ``slot_ns`` + its jitter."""
+    task_id: str
+    key: str
+    """The slot's idempotency key (schedule + slot): the Nats-Msg-Id of the task and of this event."""
+    late_s: float = 0.0
+    """How long after ``fire_ns`` it actually fired (catch-up after downtime, a queued overlap)."""
+    trace: str = ""
+
+
+class ScheduleSkipped(Event, frozen=True, kw_only=True, tag="schedule.skipped.v1"):
+    """``count`` slots from ``slot_ns`` to ``last_slot_ns`` (nominal times) did not fire, for ``reason``."""
+
+    schedule_id: str
+    agent: str
+    slot_ns: int
+    last_slot_ns: int
+    count: int = 1
+    reason: SkipReason
+    detail: str = ""
+    running_task_id: str = ""
+    """With reason ``overlap``: the task that was still running."""
+    trace: str = ""
