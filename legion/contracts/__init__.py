@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legion.contracts import headers, subjects
+from legion.contracts import headers, scheduler, subjects
 from legion.contracts.agent_events import (
     ChatReplied,
     SessionStep,
@@ -143,6 +143,7 @@ __all__ = [
     "headers",
     "json_schemas",
     "peek_tag",
+    "scheduler",
     "subjects",
     "validate_token",
     "write_schemas",

@@ -28,6 +28,7 @@ __all__ = [
     "HEALTH",
     "LEDGER",
     "SCHEDULER",
+    "SCHEDULES",
     "SERVICE",
     "STREAM",
     "VAULT_BUDGET",
@@ -134,6 +135,9 @@ VAULT_BUDGET: Final = SubjectTemplate("legion.vault.{agent}.budget")
 """An agent asks the vault what its budget allows and what it has spent (the vault asks the ledger)."""
 SCHEDULER: Final = SubjectTemplate("legion.scheduler.{agent}.{op}")
 """An agent's requests to the scheduler (set_cron, list_cron, remove_cron); a service import like the vault."""
+SCHEDULES: Final = SubjectTemplate("legion.schedules.{agent}.{schedule}.{op}")
+"""Stream SCHEDULES: the scheduler's events per schedule (created, updated, paused, resumed, deleted,
+fired, skipped); the schedule table is a fold over them. Only the scheduler writes here."""
 EVENTS: Final = SubjectTemplate("legion.events.{source}.{type+}")
 STREAM: Final = SubjectTemplate("legion.stream.{agent}.{session}")
 LEDGER: Final = SubjectTemplate("legion.ledger.{agent}.{op}")
@@ -146,6 +150,7 @@ SERVICE: Final = SubjectTemplate("legion.svc.{service}.{op}")
 ROOT: Final = "legion"
 VAULT_ALL: Final = "legion.vault.>"
 SCHEDULER_ALL: Final = "legion.scheduler.>"
+SCHEDULES_ALL: Final = "legion.schedules.>"
 EVENTS_ALL: Final = "legion.events.>"
 EXT_ALL: Final = "legion.ext.>"
 LEDGER_ALL: Final = "legion.ledger.>"
