@@ -111,8 +111,8 @@ class ScheduleTask(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ScheduleCreated(Event, frozen=True, kw_only=True, tag="schedule.created.v1"):
-    """A new schedule. Its slots are those after ``created_ns`` (the stream time of this event when
-    zero), so a schedule never fires for times before it existed."""
+    """A new schedule. Its slots are those after the stream time of this event, so a schedule never
+    fires for times before it existed."""
 
     schedule_id: str
     agent: str

@@ -1,0 +1,234 @@
+"""The schedule table: a pure fold over the SCHEDULES stream. No clock, no I/O.
+
+Every input is a stream record (sequence, stream timestamp, subject, decoded event), so a table
+rebuilt from the stream is identical to the live one. Times that matter for slots come from the
+stream's timestamps (when a schedule was created, updated or resumed), never from a clock.
+
+The fold never raises on data: a record with an unknown tag, an invalid body or a subject that does
+not match its body is counted in ``ignored`` and skipped; a definition that cannot be compiled (an
+unknown time zone, a bad cron field) keeps its row with ``invalid`` set, so it is listed and
+reported but never stops the other schedules.
+
+``finish(agent, task_id)`` is the one input that does not come from SCHEDULES: the end of a fired
+task (``task.completed`` / ``task.failed`` on EVENTS), which frees a schedule for the overlap policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from legion.actors.scheduler.timing import NS, Timer, compile_spec
+from legion.contracts import subjects as subj
+from legion.contracts.errors import ConfigError
+from legion.contracts.scheduler import (
+    ScheduleCreated,
+    ScheduleDeleted,
+    ScheduleFired,
+    SchedulePaused,
+    SchedulePolicy,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleSpec,
+    ScheduleTask,
+    ScheduleUpdated,
+)
+
+__all__ = ["ScheduleEvent", "ScheduleRow", "ScheduleTable", "slot_key", "task_id_for"]
+
+ScheduleEvent = (
+    ScheduleCreated
+    | ScheduleUpdated
+    | SchedulePaused
+    | ScheduleResumed
+    | ScheduleDeleted
+    | ScheduleFired
+    | ScheduleSkipped
+)
+
+_OPS: dict[type[ScheduleEvent], str] = {
+    ScheduleCreated: "created",
+    ScheduleUpdated: "updated",
+    SchedulePaused: "paused",
+    ScheduleResumed: "resumed",
+    ScheduleDeleted: "deleted",
+    ScheduleFired: "fired",
+    ScheduleSkipped: "skipped",
+}
+
+
+_BY_OP: dict[str, type[ScheduleEvent]] = {op: cls for cls, op in _OPS.items()}
+
+
+def op_of(event: ScheduleEvent) -> str:
+    """The ``<op>`` token of the event's subject."""
+    return _OPS[type(event)]
+
+
+def slot_key(agent: str, schedule_id: str, slot_ns: int) -> str:
+    """The slot's idempotency key: the Nats-Msg-Id of its task and of its fired event."""
+    return f"sched:{agent}:{schedule_id}:{slot_ns}"
+
+
+def task_id_for(schedule_id: str, slot_ns: int) -> str:
+    """A readable, deterministic task id: ``sched-<schedule>-<slot UTC>``."""
+    stamp = datetime.fromtimestamp(slot_ns // NS, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"sched-{schedule_id}-{stamp}"
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    agent: str
+    schedule_id: str
+    spec: ScheduleSpec
+    policy: SchedulePolicy
+    task: ScheduleTask
+    trace: str
+    note: str = ""
+    paused: bool = False
+    anchor_ns: int = 0
+    """Slots strictly after this time are candidates (creation, last update or resume)."""
+    last_slot_ns: int = 0
+    """The latest slot fired or skipped."""
+    fired: int = 0
+    last_fired: ScheduleFired | None = None
+    last_fired_ts_ns: int = 0
+    running_task_id: str = ""
+    running_since_ns: int = 0
+    seq: int = 0
+    """The stream sequence of this schedule's latest event (appends are conditional on it)."""
+    definition_seq: int = 0
+    timer: Timer | None = None
+    invalid: str = ""
+    invalid_reported: bool = False
+
+    @property
+    def after_ns(self) -> int:
+        """Slots after this time have not been handled yet."""
+        return max(self.anchor_ns, self.last_slot_ns)
+
+    def is_running(self, now_ns: int) -> bool:
+        if not self.running_task_id:
+            return False
+        return now_ns < self.running_since_ns + int(self.policy.running_for_s * NS)
+
+
+@dataclass(slots=True)
+class ScheduleTable:
+    rows: dict[tuple[str, str], ScheduleRow] = field(default_factory=dict)
+    last_seq: int = 0
+    ignored: int = 0
+    by_task: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    """(agent, running task id) -> (agent, schedule id), to free a schedule when its task ends."""
+
+    def get(self, agent: str, schedule_id: str) -> ScheduleRow | None:
+        return self.rows.get((agent, schedule_id))
+
+    def of_agent(self, agent: str) -> list[ScheduleRow]:
+        return sorted((r for (a, _), r in self.rows.items() if a == agent), key=lambda r: r.schedule_id)
+
+    def count_of(self, agent: str) -> int:
+        return sum(1 for a, _ in self.rows if a == agent)
+
+    # -- the fold -----------------------------------------------------------------------------
+    def apply(self, seq: int, ts_ns: int, subject: str, event: object) -> None:
+        """Apply one SCHEDULES record; anything that does not fit is counted in ``ignored``."""
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        parts = subj.SCHEDULES.parse(subject)
+        expected = _BY_OP.get(parts["op"]) if parts is not None else None
+        if parts is None or expected is None or not isinstance(event, expected):
+            self.ignored += 1
+            return
+        if event.agent != parts["agent"] or event.schedule_id != parts["schedule"]:
+            self.ignored += 1
+            return
+        key = (event.agent, event.schedule_id)
+        row = self.rows.get(key)
+        if isinstance(event, ScheduleCreated):
+            self._define(key, row, event, seq, ts_ns)
+            return
+        if row is None:
+            self.ignored += 1
+            return
+        row.seq = seq
+        if isinstance(event, ScheduleUpdated):
+            self._define(key, row, event, seq, ts_ns)
+        elif isinstance(event, ScheduleDeleted):
+            self._free(row)
+            del self.rows[key]
+        else:
+            self._change(row, event, ts_ns)
+
+    def _change(self, row: ScheduleRow, event: ScheduleEvent, ts_ns: int) -> None:
+        if isinstance(event, SchedulePaused):
+            row.paused = True
+        elif isinstance(event, ScheduleResumed):
+            if row.paused:
+                row.paused = False
+                row.anchor_ns = max(row.anchor_ns, ts_ns)  # the paused time is not caught up
+        elif isinstance(event, ScheduleFired):
+            row.last_slot_ns = max(row.last_slot_ns, event.slot_ns)
+            row.fired += 1
+            row.last_fired = event
+            row.last_fired_ts_ns = ts_ns
+            self._free(row)
+            row.running_task_id = event.task_id
+            row.running_since_ns = ts_ns
+            self.by_task[(row.agent, event.task_id)] = (row.agent, row.schedule_id)
+        elif isinstance(event, ScheduleSkipped):
+            if event.reason == "invalid":
+                row.invalid_reported = True
+            else:
+                row.last_slot_ns = max(row.last_slot_ns, event.last_slot_ns)
+
+    def finish(self, agent: str, task_id: str) -> ScheduleRow | None:
+        """A fired task ended: its schedule is free again. Returns the freed row, if any."""
+        key = self.by_task.pop((agent, task_id), None)
+        row = self.rows.get(key) if key is not None else None
+        if row is None or row.running_task_id != task_id:
+            return None
+        row.running_task_id = ""
+        return row
+
+    def _free(self, row: ScheduleRow) -> None:
+        if row.running_task_id:
+            self.by_task.pop((row.agent, row.running_task_id), None)
+            row.running_task_id = ""
+
+    def _define(
+        self,
+        key: tuple[str, str],
+        row: ScheduleRow | None,
+        event: ScheduleCreated | ScheduleUpdated,
+        seq: int,
+        ts_ns: int,
+    ) -> None:
+        if row is None:
+            trace = event.trace if isinstance(event, ScheduleCreated) else ""
+            row = ScheduleRow(
+                agent=event.agent,
+                schedule_id=event.schedule_id,
+                spec=event.spec,
+                policy=event.policy,
+                task=event.task,
+                trace=trace,
+                anchor_ns=ts_ns,
+            )
+            self.rows[key] = row
+        else:  # an update (or a repeated create): the slots already handled stay handled
+            row.spec, row.policy, row.task = event.spec, event.policy, event.task
+            row.anchor_ns = max(row.anchor_ns, ts_ns)
+            if isinstance(event, ScheduleCreated) and event.trace:
+                row.trace = event.trace
+        if isinstance(event, ScheduleCreated):
+            row.paused = event.paused
+        row.note = event.note
+        row.seq = seq
+        row.definition_seq = seq
+        row.invalid_reported = False
+        try:
+            row.timer, row.invalid = compile_spec(event.spec), ""
+        except ConfigError as exc:
+            row.timer, row.invalid = None, str(exc)
