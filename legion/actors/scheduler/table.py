@@ -34,7 +34,7 @@ from legion.contracts.scheduler import (
     ScheduleUpdated,
 )
 
-__all__ = ["ScheduleEvent", "ScheduleRow", "ScheduleTable", "slot_key", "task_id_for"]
+__all__ = ["ScheduleEvent", "ScheduleRow", "ScheduleTable", "op_of", "slot_key", "task_id_for"]
 
 ScheduleEvent = (
     ScheduleCreated
@@ -118,6 +118,9 @@ class ScheduleTable:
     rows: dict[tuple[str, str], ScheduleRow] = field(default_factory=dict)
     last_seq: int = 0
     ignored: int = 0
+    seqs: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(agent, schedule id) -> the sequence of the latest record on that schedule's subjects, whether the
+    fold used it or not: what a conditional append must expect."""
     by_task: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     """(agent, running task id) -> (agent, schedule id), to free a schedule when its task ends."""
 
@@ -126,6 +129,9 @@ class ScheduleTable:
 
     def of_agent(self, agent: str) -> list[ScheduleRow]:
         return sorted((r for (a, _), r in self.rows.items() if a == agent), key=lambda r: r.schedule_id)
+
+    def seq_of(self, agent: str, schedule_id: str) -> int:
+        return self.seqs.get((agent, schedule_id), 0)
 
     def count_of(self, agent: str) -> int:
         return sum(1 for a, _ in self.rows if a == agent)
@@ -137,6 +143,8 @@ class ScheduleTable:
             return
         self.last_seq = seq
         parts = subj.SCHEDULES.parse(subject)
+        if parts is not None:
+            self.seqs[(parts["agent"], parts["schedule"])] = seq
         expected = _BY_OP.get(parts["op"]) if parts is not None else None
         if parts is None or expected is None or not isinstance(event, expected):
             self.ignored += 1

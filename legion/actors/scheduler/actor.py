@@ -1,0 +1,349 @@
+"""The scheduler actor: keeps the schedule table from SCHEDULES, fires due slots into agents' inboxes.
+
+Firing a slot, in this order (each step idempotent under the slot's key = schedule + slot time):
+
+1. append ``ScheduleFired`` to SCHEDULES, conditional on the schedule's last sequence and with
+   ``Nats-Msg-Id`` = key: of two instances (or a firing racing a pause) only one append wins;
+2. wait until the table applied it (so the slot is never planned again);
+3. publish the ``AssignTask`` to ``legion.agent.<agent>.inbox`` with ``Nats-Msg-Id`` = key;
+4. emit ``schedule.fired`` to EVENTS (same key) for observers.
+
+A crash between 1 and 3 (kill -9 on the boundary) leaves a recorded firing whose task may be
+missing: on start, and after losing a race to another instance, the scheduler publishes the task
+of every firing younger than ``redispatch_s`` again; JetStream drops it as a duplicate if it had
+landed (duplicate window 120 s), else it is delivered now. A crash after 3 repeats nothing. So a
+slot's task reaches the inbox exactly once when the scheduler is back within ``redispatch_s``; after
+a longer outage such a firing's task is lost rather than sent twice (docs/scheduler.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+
+import structlog
+
+from legion.actors.scheduler.feed import Record, StreamReader
+from legion.actors.scheduler.plan import Firing, Skip, plan
+from legion.actors.scheduler.requests import AgentRequests
+from legion.actors.scheduler.spec import SchedulerSpec
+from legion.actors.scheduler.stream import append, ensure_stream, stream_subjects
+from legion.actors.scheduler.table import ScheduleEvent, ScheduleRow, ScheduleTable
+from legion.actors.scheduler.timing import NS
+from legion.broker import Broker, new_id
+from legion.contracts import subjects as subj
+from legion.contracts.agent_events import TaskCompleted, TaskFailed
+from legion.contracts.agent_tools import CronList, CronRemove, CronReply, CronSet
+from legion.contracts.base import Event
+from legion.contracts.codec import decode
+from legion.contracts.commands import AssignTask
+from legion.contracts.errors import ConcurrencyConflict, ContractError, LegionError, Unavailable
+from legion.contracts.scheduler import ScheduleFired, ScheduleSkipped
+from legion.runtime.actor import Actor, Context, handler
+
+__all__ = ["Scheduler"]
+
+log = structlog.get_logger("legion.actors.scheduler")
+
+Key = tuple[str, str]
+
+
+class Scheduler(Actor):
+    """Event-sourced schedules; build with :class:`SchedulerSpec`, host with ``scheduler_host_spec()``."""
+
+    kind = "scheduler"
+
+    def __init__(self, name: str, spec: SchedulerSpec | None = None) -> None:
+        super().__init__(name)
+        self.spec = spec or SchedulerSpec()
+        self.table = ScheduleTable()
+        self.ticked_ns = 0
+        """The clock time of the last complete pass over the due schedules."""
+        self._broker: Broker | None = None
+        self._reader: StreamReader | None = None
+        self._tasks_reader: StreamReader | None = None
+        self._next: dict[Key, int | None] = {}
+        self._wake = asyncio.Event()
+        self._ticked = asyncio.Condition()
+        self._ticker: asyncio.Task[None] | None = None
+        self._requests = AgentRequests(self)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def on_start(self, ctx: Context) -> None:
+        try:
+            await self._start(ctx.broker)
+        except BaseException:
+            await self.on_stop()
+            raise
+
+    async def _start(self, broker: Broker) -> None:
+        spec = self.spec
+        self._broker = broker
+        subjects = stream_subjects(spec.agents)
+        last = await ensure_stream(broker, spec.stream, subjects)
+        reader = self._reader = StreamReader(broker, spec.stream, tuple(subjects), self._on_record)
+        started = time.perf_counter()
+        await reader.start()
+        await reader.wait_applied(last, spec.catch_up_s)
+        log.info(
+            "scheduler.ready",
+            actor=self.name,
+            schedules=len(self.table.rows),
+            seq=reader.applied,
+            ignored=self.table.ignored,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        if spec.watch_tasks:
+            await self._watch_tasks(broker)
+        await self._redispatch(self.table.rows.values())
+        self._ticker = asyncio.create_task(self._tick_loop(), name=f"scheduler-{self.name}")
+        self._ticker.add_done_callback(self._ticker_done)
+
+    def _ticker_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # a bug: nothing fires any more; say so loudly (the host's health shows the actor alive)
+            log.critical("scheduler.ticker_failed", actor=self.name, error=repr(task.exception()))
+
+    async def on_stop(self) -> None:
+        """Stop firing, then stop the readers. Safe to call twice."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        for reader in (self._tasks_reader, self._reader):
+            if reader is not None:
+                await reader.stop()
+        self._tasks_reader = self._reader = None
+
+    async def _watch_tasks(self, broker: Broker) -> None:
+        """Follow task ends on EVENTS from the oldest firing that still counts as running."""
+        running = [r.running_since_ns for r in self.table.rows.values() if r.running_task_id]
+        start = min(running) if running else time.time_ns()
+        self._tasks_reader = StreamReader(
+            broker,
+            self.spec.events_stream,
+            (subj.EVENTS.wildcard(type="task.completed"), subj.EVENTS.wildcard(type="task.failed")),
+            self._on_task_event,
+            start_ns=start,
+        )
+        await self._tasks_reader.start()
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _on_record(self, record: Record) -> None:
+        try:
+            event: object = decode(record.data, record.headers)
+        except ContractError:
+            event = None
+        self.table.apply(record.seq, record.ts_ns, record.subject, event)
+        parts = subj.SCHEDULES.parse(record.subject)
+        if parts is not None:
+            key = (parts["agent"], parts["schedule"])
+            if key in self.table.rows:
+                self._next[key] = 0
+            else:
+                self._next.pop(key, None)
+            self._wake.set()
+
+    def _on_task_event(self, record: Record) -> None:
+        try:
+            event = decode(record.data, record.headers)
+        except ContractError:
+            return
+        if isinstance(event, TaskCompleted | TaskFailed):
+            row = self.table.finish(event.agent, event.task_id)
+            if row is not None:
+                self._next[(row.agent, row.schedule_id)] = 0
+                self._wake.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        clock = self.spec.clock
+        limit = asyncio.Semaphore(self.spec.concurrency)
+        while True:
+            self._wake.clear()
+            now = clock.now_ns()
+            due = [k for k, t in self._next.items() if t is not None and t <= now]
+            if due:
+                async with asyncio.TaskGroup() as tg:
+                    for key in due:
+                        await limit.acquire()
+                        tg.create_task(self._guarded(key, now, limit))
+            async with self._ticked:
+                self.ticked_ns = now
+                self._ticked.notify_all()
+            if self._wake.is_set():
+                continue
+            pending = [t for t in self._next.values() if t is not None]
+            await clock.wait(min(pending) if pending else None, self._wake)
+
+    async def _guarded(self, key: Key, now: int, limit: asyncio.Semaphore) -> None:
+        try:
+            await self._handle(key, now)
+        except (LegionError, TimeoutError) as exc:
+            # this schedule waits for the next pass; the others go on
+            log.warning("scheduler.act_failed", agent=key[0], schedule=key[1], error=str(exc))
+            self._next[key] = now + int(self.spec.retry_s * NS)
+        finally:
+            limit.release()
+
+    async def _handle(self, key: Key, now: int) -> None:
+        row = self.table.rows.get(key)
+        if row is None:
+            self._next.pop(key, None)
+            return
+        if row.invalid:
+            self._next[key] = None
+            if not row.invalid_reported:
+                await self._report_invalid(row)
+            return
+        decision = plan(row, now)
+        if not decision.acts:
+            self._next[key] = decision.wake_ns
+            return
+        self._next[key] = None  # the appends below make the reader set it to 0: plan again
+        try:
+            for skip in decision.skips:
+                await self._skip(row, skip)
+            if decision.fire is not None:
+                await self._fire(row, decision.fire)
+        except ConcurrencyConflict:
+            await self._catch_up()
+            await self._redispatch([row])  # the winner may have died before sending the task
+            self._next[key] = 0
+
+    async def _catch_up(self) -> None:
+        broker, reader = self._parts()
+        info = await broker.js_api(f"STREAM.INFO.{self.spec.stream}")
+        await reader.wait_applied(int(info["state"]["last_seq"]), self.spec.wait_s)
+
+    # -- effects ------------------------------------------------------------------------------
+    def _parts(self) -> tuple[Broker, StreamReader]:
+        if self._broker is None or self._reader is None:
+            raise Unavailable("the scheduler is not started")
+        self._reader.check()
+        return self._broker, self._reader
+
+    async def append(self, event: ScheduleEvent, *, msg_id: str, trace: str) -> None:
+        """Append to SCHEDULES if nothing landed on the schedule since the table's view of it; return once
+        the table applied it. ConcurrencyConflict if something did."""
+        broker, reader = self._parts()
+        expected = self.table.seq_of(event.agent, event.schedule_id)
+        ack = await append(broker, event, expected_seq=expected, msg_id=msg_id, trace=trace)
+        await reader.wait_applied(ack.seq, self.spec.wait_s)
+
+    async def _skip(self, row: ScheduleRow, skip: Skip) -> None:
+        event = ScheduleSkipped(
+            schedule_id=row.schedule_id,
+            agent=row.agent,
+            slot_ns=skip.first_ns,
+            last_slot_ns=skip.last_ns,
+            count=skip.count,
+            reason=skip.reason,
+            detail=skip.detail,
+            running_task_id=skip.running_task_id,
+            trace=row.trace,
+        )
+        msg_id = f"sched:{row.agent}:{row.schedule_id}:{skip.first_ns}:skip:{skip.reason}:{skip.last_ns}"
+        trace = row.trace or new_id()
+        await self.append(event, msg_id=msg_id, trace=trace)
+        await self._emit(event, msg_id, trace)
+        log.info("scheduler.skipped", agent=row.agent, schedule=row.schedule_id, reason=skip.reason, count=skip.count)
+
+    async def _report_invalid(self, row: ScheduleRow) -> None:
+        event = ScheduleSkipped(
+            schedule_id=row.schedule_id,
+            agent=row.agent,
+            slot_ns=0,
+            last_slot_ns=0,
+            count=0,
+            reason="invalid",
+            detail=row.invalid,
+            trace=row.trace,
+        )
+        msg_id = f"sched:{row.agent}:{row.schedule_id}:invalid:{row.definition_seq}"
+        trace = row.trace or new_id()
+        log.warning("scheduler.invalid_schedule", agent=row.agent, schedule=row.schedule_id, error=row.invalid)
+        with contextlib.suppress(ConcurrencyConflict):
+            await self.append(event, msg_id=msg_id, trace=trace)
+            await self._emit(event, msg_id, trace)
+
+    async def _fire(self, row: ScheduleRow, firing: Firing) -> None:
+        event = ScheduleFired(
+            schedule_id=row.schedule_id,
+            agent=row.agent,
+            slot_ns=firing.slot_ns,
+            fire_ns=firing.fire_ns,
+            task_id=firing.task_id,
+            key=firing.key,
+            late_s=firing.late_ns / NS,
+            trace=row.trace,
+        )
+        await self.append(event, msg_id=firing.key, trace=row.trace or new_id())
+        await self._dispatch(row, event)
+
+    async def _dispatch(self, row: ScheduleRow, fired: ScheduleFired) -> None:
+        """Send the firing's task (idempotent: ``Nats-Msg-Id`` = the slot's key) and emit schedule.fired."""
+        broker, _ = self._parts()
+        trace = fired.trace or row.trace or new_id()
+        task = AssignTask(
+            task_id=fired.task_id,
+            text=row.task.text,
+            input=row.task.input,
+            requested_by=f"{self.name}:{row.schedule_id}",
+            max_iterations=row.task.max_iterations,
+        )
+        ack = await broker.js_publish(subj.AGENT_INBOX.render(agent=row.agent), task, trace=trace, msg_id=fired.key)
+        await self._emit(fired, fired.key, trace)
+        if not ack.duplicate:
+            log.info(
+                "scheduler.fired",
+                agent=row.agent,
+                schedule=row.schedule_id,
+                task_id=fired.task_id,
+                late_s=round(fired.late_s, 3),
+                trace=trace,
+            )
+
+    async def _redispatch(self, rows: Iterable[ScheduleRow]) -> None:
+        """Send again the tasks of firings recorded within ``redispatch_s`` (real time: the server's
+        duplicate window is real time); JetStream drops those that had landed."""
+        horizon = time.time_ns() - int(self.spec.redispatch_s * NS)
+        for row in list(rows):
+            if row.last_fired is not None and row.last_fired_ts_ns >= horizon:
+                try:
+                    await self._dispatch(row, row.last_fired)
+                except LegionError as exc:
+                    log.warning(
+                        "scheduler.redispatch_failed", agent=row.agent, schedule=row.schedule_id, error=str(exc)
+                    )
+
+    async def _emit(self, event: Event, msg_id: str, trace: str) -> None:
+        broker, _ = self._parts()
+        ctx = Context(broker=broker, actor=self.name, trace=trace, log=self.log)
+        try:
+            await ctx.emit(event, msg_id=msg_id)
+        except LegionError as exc:  # the record on SCHEDULES is the truth; EVENTS is for observers
+            log.warning("scheduler.emit_failed", event=event.contract_tag(), error=str(exc))
+
+    # -- inspection ---------------------------------------------------------------------------
+    async def wait_ticked(self, now_ns: int, timeout: float = 10.0) -> None:
+        """Return once a pass over the due schedules at clock time >= ``now_ns`` has completed."""
+        async with asyncio.timeout(timeout), self._ticked:
+            await self._ticked.wait_for(lambda: self.ticked_ns >= now_ns and not self._wake.is_set())
+
+    # -- agent requests on legion.scheduler.<agent>.<op> ------------------------------------------
+    @handler
+    async def set_cron(self, req: CronSet, ctx: Context) -> CronReply:
+        """Create or replace one of the calling agent's schedules."""
+        return await self._requests.set(req, ctx)
+
+    @handler
+    async def list_cron(self, req: CronList, ctx: Context) -> CronReply:
+        return await self._requests.list(req, ctx)
+
+    @handler
+    async def remove_cron(self, req: CronRemove, ctx: Context) -> CronReply:
+        return await self._requests.remove(req, ctx)

@@ -1,0 +1,145 @@
+"""Read a stream in order and keep reading live, with nats-py's ordered consumer.
+
+The ordered consumer (ephemeral, AckNone, flow control, idle heartbeats) is re-created by nats-py
+after a gap. Each record is handed to ``on_record`` once, in stream order; :meth:`wait_applied`
+returns once a sequence was applied. Used for SCHEDULES (the table) and for the task ends on
+EVENTS (the overlap policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+
+from legion.broker import Broker
+from legion.contracts.errors import Unavailable
+
+__all__ = ["Record", "StreamReader"]
+
+log = structlog.get_logger("legion.actors.scheduler.feed")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    ts_ns: int
+    subject: str
+    headers: dict[str, str] | None
+    data: bytes
+
+
+def _ns(dt: datetime) -> int:
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+class StreamReader:
+    """``await reader.start()``; ``applied`` grows as records arrive; ``await reader.stop()``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        stream: str,
+        filters: tuple[str, ...],
+        on_record: Callable[[Record], None],
+        *,
+        after_seq: int = 0,
+        start_ns: int | None = None,
+        heartbeat_s: float = 2.0,
+    ) -> None:
+        self.broker = broker
+        self.stream = stream
+        self.filters = filters
+        self.on_record = on_record
+        self.applied = after_seq
+        self._start_ns = start_ns
+        self._heartbeat_s = heartbeat_s
+        self._sub: JetStreamContext.PushSubscription | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._error: BaseException | None = None
+
+    async def start(self) -> None:
+        if self._start_ns is not None:
+            start = datetime.fromtimestamp(self._start_ns / 1e9, tz=UTC)
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        elif self.applied:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied + 1)
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        if len(self.filters) > 1:
+            config.filter_subjects = list(self.filters)
+        self._sub = await self.broker.js.subscribe(
+            self.filters[0],
+            stream=self.stream,
+            cb=self._on_msg,
+            ordered_consumer=True,
+            idle_heartbeat=self._heartbeat_s,
+            config=config,
+            inactive_threshold=60.0,
+        )
+
+    async def stop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._fail(Unavailable(f"the {self.stream} reader stopped"))
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if self._error is not None:
+            return
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        if seq <= self.applied:
+            return
+        record = Record(seq=seq, ts_ns=_ns(meta.timestamp), subject=msg.subject, headers=msg.headers, data=msg.data)
+        try:
+            self.on_record(record)
+        except Exception as exc:  # a bug in the fold: stop here, never skip a record silently
+            log.exception("scheduler.apply_failed", stream=self.stream, seq=seq)
+            self._error = exc
+            self._fail(Unavailable(f"the scheduler could not apply {self.stream} #{seq}: {exc!r}"))
+            return
+        self.applied = seq
+        keep = []
+        for want, fut in self._waiters:
+            if want <= seq:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((want, fut))
+        self._waiters = keep
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise Unavailable(f"the scheduler stopped applying {self.stream}: {self._error!r}; restart it")
+
+    def _fail(self, exc: Unavailable) -> None:
+        waiters, self._waiters = self._waiters, []
+        for _, fut in waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def wait_applied(self, seq: int, timeout: float) -> None:
+        """Return once every record up to ``seq`` was applied; Unavailable after ``timeout``."""
+        self.check()
+        if self.applied >= seq:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (seq, fut)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            raise Unavailable(f"the {self.stream} reader did not reach #{seq} within {timeout:g}s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
