@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,8 +11,9 @@ import pytest_asyncio
 from sched_rig import Rig
 
 from legion.actors.scheduler.table import slot_key, task_id_for
+from legion.contracts import TaskCompleted
 from legion.contracts import subjects as subj
-from legion.contracts.scheduler import ScheduleFired, ScheduleSpec
+from legion.contracts.scheduler import ScheduleCreated, ScheduleFired, SchedulePolicy, ScheduleSpec, ScheduleTask
 from legion.testing import TestFleet
 
 pytestmark = pytest.mark.nats
@@ -123,3 +126,57 @@ async def test_a_malformed_schedule_never_stops_the_others(rig: Rig) -> None:
     invalid = [e for e in await rig.events(run.scheduler.name, "schedule.skipped") if e.reason == "invalid"]
     assert sorted(e.schedule_id for e in invalid) == ["badcron", "badtz"]
     assert any("Mars/Olympus" in e.detail for e in invalid)
+
+
+async def test_1000_schedules_each_fire_once(rig: Rig) -> None:
+    alpha, beta = rig.agents
+    t0 = time.perf_counter()
+    for start in range(0, 1000, 100):
+        await asyncio.gather(*(rig.create(alpha if i % 2 else beta, f"s{i}") for i in range(start, start + 100)))
+    created = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    run = await rig.start()
+    replayed = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    await rig.next_minute()
+    fired = time.perf_counter() - t2
+    assert await rig.inbox_count(alpha) + await rig.inbox_count(beta) == 1000
+    assert len(run.scheduler.table.rows) == 1000
+    print(f"\n1000 schedules: create {created:.2f}s, start+replay {replayed:.2f}s, fire all {fired:.2f}s")
+    t3 = time.perf_counter()
+    await rig.stop_all()
+    again = await rig.start("again")
+    print(f"restart with 1000 schedules (1000 fired records): {time.perf_counter() - t3:.2f}s")
+    await rig.settle()
+    assert await rig.inbox_count(alpha) + await rig.inbox_count(beta) == 1000
+    assert len(again.scheduler.table.rows) == 1000
+
+
+async def test_overlap_skip_waits_for_the_task_to_end(rig: Rig) -> None:
+    alpha = rig.agents[0]
+    await rig.create(alpha, "slow", policy=SchedulePolicy(overlap="skip"))
+    run = await rig.start()
+    await rig.next_minute()
+    task, _ = await rig.last_task(alpha)
+    await rig.next_minute()
+    assert await rig.inbox_count(alpha) == 1, "the task still runs: the slot is skipped"
+    skipped = await rig.events(run.scheduler.name, "schedule.skipped")
+    assert [(s.reason, s.running_task_id) for s in skipped] == [("overlap", task.task_id)]
+    done = TaskCompleted(task_id=task.task_id, agent=alpha)
+    ack = await rig.admin.js_publish(subj.EVENTS.render(source=alpha, type="task.completed"), done)
+    await run.scheduler.wait_events_applied(ack.seq)
+    await rig.next_minute()
+    assert await rig.inbox_count(alpha) == 2
+
+
+async def test_a_schedule_without_a_trace_fires_with_the_trace_of_its_creation(rig: Rig) -> None:
+    alpha = rig.agents[0]
+    event = ScheduleCreated(
+        schedule_id="traced", agent=alpha, spec=ScheduleSpec(every="1m"), task=ScheduleTask(text="x")
+    )
+    await rig.append(event, trace="creation-trace")
+    await rig.start()
+    for _ in range(2):
+        await rig.next_minute()
+        _, headers = await rig.last_task(alpha)
+        assert headers["Legion-Trace"] == "creation-trace"

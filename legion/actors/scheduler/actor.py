@@ -33,6 +33,7 @@ from legion.actors.scheduler.stream import append, ensure_stream, stream_subject
 from legion.actors.scheduler.table import ScheduleEvent, ScheduleRow, ScheduleTable
 from legion.actors.scheduler.timing import NS
 from legion.broker import Broker, new_id
+from legion.contracts import headers as h
 from legion.contracts import subjects as subj
 from legion.contracts.agent_events import TaskCompleted, TaskFailed
 from legion.contracts.agent_tools import CronList, CronRemove, CronReply, CronSet
@@ -137,7 +138,8 @@ class Scheduler(Actor):
             event: object = decode(record.data, record.headers)
         except ContractError:
             event = None
-        self.table.apply(record.seq, record.ts_ns, record.subject, event)
+        trace = (record.headers or {}).get(h.TRACE, "")
+        self.table.apply(record.seq, record.ts_ns, record.subject, event, trace)
         parts = subj.SCHEDULES.parse(record.subject)
         if parts is not None:
             key = (parts["agent"], parts["schedule"])
@@ -333,6 +335,12 @@ class Scheduler(Actor):
         """Return once a pass over the due schedules at clock time >= ``now_ns`` has completed."""
         async with asyncio.timeout(timeout), self._ticked:
             await self._ticked.wait_for(lambda: self.ticked_ns >= now_ns and not self._wake.is_set())
+
+    async def wait_events_applied(self, seq: int, timeout: float = 10.0) -> None:
+        """Return once the task-end reader has applied EVENTS up to ``seq``."""
+        if self._tasks_reader is None:
+            raise Unavailable("the scheduler does not follow task ends (watch_tasks=False)")
+        await self._tasks_reader.wait_applied(seq, timeout)
 
     # -- agent requests on legion.scheduler.<agent>.<op> ------------------------------------------
     @handler

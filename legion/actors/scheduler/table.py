@@ -137,8 +137,11 @@ class ScheduleTable:
         return sum(1 for a, _ in self.rows if a == agent)
 
     # -- the fold -----------------------------------------------------------------------------
-    def apply(self, seq: int, ts_ns: int, subject: str, event: object) -> None:
-        """Apply one SCHEDULES record; anything that does not fit is counted in ``ignored``."""
+    def apply(self, seq: int, ts_ns: int, subject: str, event: object, trace: str = "") -> None:
+        """Apply one SCHEDULES record; anything that does not fit is counted in ``ignored``.
+
+        ``trace``: the record's Legion-Trace header; a schedule created without a trace in its body
+        carries the trace of the message that created it."""
         if seq <= self.last_seq:
             return
         self.last_seq = seq
@@ -155,14 +158,14 @@ class ScheduleTable:
         key = (event.agent, event.schedule_id)
         row = self.rows.get(key)
         if isinstance(event, ScheduleCreated):
-            self._define(key, row, event, seq, ts_ns)
+            self._define(key, row=row, event=event, seq=seq, ts_ns=ts_ns, header_trace=trace)
             return
         if row is None:
             self.ignored += 1
             return
         row.seq = seq
         if isinstance(event, ScheduleUpdated):
-            self._define(key, row, event, seq, ts_ns)
+            self._define(key, row=row, event=event, seq=seq, ts_ns=ts_ns, header_trace=trace)
         elif isinstance(event, ScheduleDeleted):
             self._free(row)
             del self.rows[key]
@@ -208,13 +211,15 @@ class ScheduleTable:
     def _define(
         self,
         key: tuple[str, str],
+        *,
         row: ScheduleRow | None,
         event: ScheduleCreated | ScheduleUpdated,
         seq: int,
         ts_ns: int,
+        header_trace: str,
     ) -> None:
         if row is None:
-            trace = event.trace if isinstance(event, ScheduleCreated) else ""
+            trace = (event.trace if isinstance(event, ScheduleCreated) else "") or header_trace
             row = ScheduleRow(
                 agent=event.agent,
                 schedule_id=event.schedule_id,
