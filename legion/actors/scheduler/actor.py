@@ -286,8 +286,11 @@ class Scheduler(Actor):
         await self.append(event, msg_id=firing.key, trace=row.trace or new_id())
         await self._dispatch(row, event)
 
-    async def _dispatch(self, row: ScheduleRow, fired: ScheduleFired) -> None:
-        """Send the firing's task (idempotent: ``Nats-Msg-Id`` = the slot's key) and emit schedule.fired."""
+    async def _dispatch(self, row: ScheduleRow, fired: ScheduleFired, *, resend: bool = False) -> None:
+        """Send the firing's task (idempotent: ``Nats-Msg-Id`` = the slot's key) and emit schedule.fired.
+
+        A ``resend`` emits schedule.fired only if the task had not landed before: the EVENTS copy would be
+        de-duplicated in the stream, but live subscribers would see it twice."""
         broker, _ = self._parts()
         trace = fired.trace or row.trace or new_id()
         task = AssignTask(
@@ -298,6 +301,8 @@ class Scheduler(Actor):
             max_iterations=row.task.max_iterations,
         )
         ack = await broker.js_publish(subj.AGENT_INBOX.render(agent=row.agent), task, trace=trace, msg_id=fired.key)
+        if resend and ack.duplicate:
+            return
         await self._emit(fired, fired.key, trace)
         if not ack.duplicate:
             log.info(
@@ -316,7 +321,7 @@ class Scheduler(Actor):
         for row in list(rows):
             if row.last_fired is not None and row.last_fired_ts_ns >= horizon:
                 try:
-                    await self._dispatch(row, row.last_fired)
+                    await self._dispatch(row, row.last_fired, resend=True)
                 except LegionError as exc:
                     log.warning(
                         "scheduler.redispatch_failed", agent=row.agent, schedule=row.schedule_id, error=str(exc)
