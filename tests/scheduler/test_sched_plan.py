@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
-from legion.actors.scheduler.plan import plan
+from legion.actors.scheduler.plan import MAX_COUNTED, plan
 from legion.actors.scheduler.table import ScheduleEvent, ScheduleTable, op_of, slot_key
 from legion.actors.scheduler.timing import NS
 from legion.contracts import subjects as subj
@@ -119,6 +120,25 @@ def test_a_month_of_downtime_is_one_missed_run() -> None:
     missed = [s for s in p.skips if s.reason == "missed"]
     assert len(missed) == 1 and missed[0].count > 43_000
     assert p.fire is not None
+
+
+def test_a_month_of_downtime_of_a_minutely_cron_is_one_run_and_quick() -> None:
+    log = Log()
+    event = ScheduleCreated(
+        schedule_id="cron",
+        agent="alpha",
+        spec=ScheduleSpec(cron="* * * * *", tz="Europe/Berlin"),
+        policy=SchedulePolicy(catch_up_window_s=120),
+        task=ScheduleTask(text="go"),
+    )
+    log.add(event, T0)
+    started = time.perf_counter()
+    p = plan(log.table.rows[("alpha", "cron")], T0 + 30 * 24 * 60 * MIN)
+    assert time.perf_counter() - started < 1.0
+    (missed,) = [s for s in p.skips if s.reason == "missed"]
+    assert missed.count == MAX_COUNTED and "at least" in missed.detail
+    assert missed.last_ns == T0 + (30 * 24 * 60 - 2) * MIN - 30 * NS  # 09:58, the last slot before the window
+    assert p.fire is not None and p.fire.slot_ns == T0 + 30 * 24 * 60 * MIN - 30 * NS
 
 
 def test_overlap_skip_records_the_running_task() -> None:

@@ -24,10 +24,10 @@ from legion.actors.scheduler.table import ScheduleRow, slot_key, task_id_for
 from legion.actors.scheduler.timing import NS, jitter_ns
 from legion.contracts.scheduler import SkipReason
 
-__all__ = ["MAX_ENUMERATED", "Firing", "Plan", "Skip", "fire_time", "plan"]
+__all__ = ["MAX_COUNTED", "Firing", "Plan", "Skip", "fire_time", "plan"]
 
-MAX_ENUMERATED = 100_000
-"""Slots enumerated one by one after downtime; beyond that the older ones are counted as one run."""
+MAX_COUNTED = 1000
+"""Missed cron slots counted one by one after downtime (about 4 ms); beyond that the count is a floor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,6 @@ class _Run:
     first: int = 0
     last: int = 0
     count: int = 0
-    extra: int = 0
 
     def add(self, slot: int) -> None:
         if not self.count:
@@ -80,12 +79,13 @@ class _Run:
     def skip(self, **kw: str) -> list[Skip]:
         if not self.count:
             return []
-        return [Skip(first_ns=self.first, last_ns=self.last, count=self.count + self.extra, reason=self.reason, **kw)]
+        return [Skip(first_ns=self.first, last_ns=self.last, count=self.count, reason=self.reason, **kw)]
 
 
 @dataclass(slots=True)
 class _Due:
     missed: _Run = field(default_factory=lambda: _Run("missed"))
+    missed_detail: str = ""
     in_window: list[int] = field(default_factory=list)
     next_fire_ns: int | None = None
 
@@ -102,33 +102,31 @@ def _due(row: ScheduleRow, now_ns: int) -> _Due:
     due = _Due()
     window_start = now_ns - int(row.policy.catch_up_window_s * NS)
     after = row.after_ns
-    # Long outages: every slot that ends before window_start - jitter is surely missed; for
-    # intervals count those at once instead of walking them.
-    horizon = window_start - timer.jitter_ns
-    if timer.kind == "every" and horizon > after:
-        first = timer.next_after(after)
-        if first is not None and first <= horizon:
-            last_k = (horizon - timer.offset_ns) // timer.every_ns
-            last = timer.offset_ns + last_k * timer.every_ns
-            n = (last - first) // timer.every_ns + 1
-            due.missed.add(first)
-            due.missed.last, due.missed.count = last, n
-            after = last
+    # Long outages: every slot at or before window_start - max jitter is surely missed. Count them
+    # (exactly for intervals, up to MAX_COUNTED for cron) and jump past them instead of planning each.
+    horizon = window_start - timer.jitter_ns - 1
+    first = timer.next_after(after)
+    if first is not None and first <= horizon:
+        last = timer.last_at_or_before(horizon)
+        assert last is not None
+        if timer.kind == "every":
+            count = (last - first) // timer.every_ns + 1
+        else:
+            count = len(timer.slots(after, last, MAX_COUNTED))
+            if count >= MAX_COUNTED:
+                due.missed_detail = f"at least {MAX_COUNTED} slots (not all counted)"
+        due.missed.add(first)
+        due.missed.last, due.missed.count = last, count
+        after = last
     slot = timer.next_after(after)
-    walked = 0
-    while slot is not None and slot <= now_ns:
+    while slot is not None and slot <= now_ns:  # at most the window's slots (+ jitter) from here
         fire = fire_time(row, slot)
         if fire > now_ns:
             break
         if fire < window_start:
-            if walked >= MAX_ENUMERATED:  # count the rest without keeping them apart
-                due.missed.extra += 1
-                due.missed.last = slot
-            else:
-                due.missed.add(slot)
+            due.missed.add(slot)
         else:
             due.in_window.append(slot)
-        walked += 1
         slot = timer.next_after(slot)
     if slot is not None:
         due.next_fire_ns = fire_time(row, slot)
@@ -140,7 +138,7 @@ def plan(row: ScheduleRow, now_ns: int) -> Plan:
     if row.timer is None or row.paused:
         return Plan()
     due = _due(row, now_ns)
-    skips = due.missed.skip()
+    skips = due.missed.skip(detail=due.missed_detail) if due.missed_detail else due.missed.skip()
     if not due.in_window:
         return Plan(skips=tuple(skips), wake_ns=due.next_fire_ns)
     *older, latest = due.in_window

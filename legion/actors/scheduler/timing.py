@@ -147,6 +147,23 @@ class Timer:
                 return slot
         return None
 
+    def last_at_or_before(self, t_ns: int) -> int | None:
+        """The latest slot <= ``t_ns`` (None: there is none), without walking the slots before it."""
+        if self.kind == "every":
+            return self.offset_ns + ((t_ns - self.offset_ns) // self.every_ns) * self.every_ns
+        if self.kind == "at":
+            return self.at_ns if self.at_ns <= t_ns else None
+        start = datetime.fromtimestamp(t_ns // NS + 1, tz=UTC).astimezone(self.tz)
+        it = CronSim(self.cron, start, reverse=True)
+        for _ in range(4):
+            try:
+                slot = _to_ns(next(it))
+            except StopIteration:
+                return None
+            if slot <= t_ns:
+                return slot
+        return None
+
     def slots(self, after_ns: int, until_ns: int, limit: int) -> list[int]:
         """Up to ``limit`` slots in (after_ns, until_ns], oldest first."""
         out: list[int] = []
