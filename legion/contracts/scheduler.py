@@ -12,8 +12,13 @@ Every change is an event on the SCHEDULES stream, on ``legion.schedules.<agent>.
 - :class:`ScheduleCreated` / :class:`ScheduleUpdated` (the whole definition, replaced),
   :class:`SchedulePaused`, :class:`ScheduleResumed`, :class:`ScheduleDeleted`;
 - :class:`ScheduleFired` (the slot, when it fired, the task id it became) and
-  :class:`ScheduleSkipped` (a run of slots that did not fire, with the reason). Both are also
-  emitted to EVENTS (``legion.events.<scheduler>.schedule.fired|skipped``) for observers.
+  :class:`ScheduleSkipped` (a run of slots that did not fire, with the reason), and
+  :class:`ScheduleTriggered` (a run-now). They are also emitted to EVENTS
+  (``legion.events.<scheduler>.schedule.fired|skipped|triggered``) for observers.
+
+Trusted callers (CLI, launcher) use ``legion.svc.scheduler.<op>``: :class:`SchedulePut` (``put``),
+:class:`ScheduleControl` (``control``: pause, resume, delete, trigger, pause_all, resume_all),
+answered by :class:`ScheduleAck`, and :class:`ScheduleQuery` (``list``) by :class:`ScheduleList`.
 
 Times on the wire are integers: nanoseconds since the Unix epoch, UTC (``*_ns``), so a replay
 compares them exactly. ``at`` is the one human-written time: ISO 8601, read in ``tz`` if it has no
@@ -26,24 +31,38 @@ from typing import Any, Literal
 
 import msgspec
 
-from legion.contracts.base import Event
+from legion.contracts.base import Event, Reply, Request
 
 __all__ = [
+    "FLEET",
     "OVERLAP_POLICIES",
     "SKIP_REASONS",
     "OverlapPolicy",
+    "ScheduleAck",
+    "ScheduleAction",
+    "ScheduleControl",
     "ScheduleCreated",
     "ScheduleDeleted",
     "ScheduleFired",
+    "ScheduleInfo",
+    "ScheduleList",
     "SchedulePaused",
     "SchedulePolicy",
+    "SchedulePut",
+    "ScheduleQuery",
     "ScheduleResumed",
     "ScheduleSkipped",
     "ScheduleSpec",
     "ScheduleTask",
+    "ScheduleTriggered",
     "ScheduleUpdated",
     "SkipReason",
 ]
+
+FLEET: tuple[str, str] = ("scheduler", "fleet")
+"""(agent, schedule_id) of the fleet-wide pause: SchedulePaused / ScheduleResumed on
+``legion.schedules.scheduler.fleet.<op>`` pause and resume every schedule (``scheduler`` is a reserved
+name, never an agent)."""
 
 OverlapPolicy = Literal["skip", "queue_one", "allow"]
 """What a slot does while the task of the previous firing still runs (Temporal's ScheduleOverlapPolicy):
@@ -193,3 +212,83 @@ class ScheduleSkipped(Event, frozen=True, kw_only=True, tag="schedule.skipped.v1
     running_task_id: str = ""
     """With reason ``overlap``: the task that was still running."""
     trace: str = ""
+
+
+class ScheduleTriggered(Event, frozen=True, kw_only=True, tag="schedule.triggered.v1"):
+    """A run-now: the schedule's task was sent outside its slots (``key`` = the request's), recorded on
+    its own subject so it never stands for a slot; the task counts as running for the overlap policy."""
+
+    schedule_id: str
+    agent: str
+    task_id: str
+    key: str
+    by: str = ""
+    trace: str = ""
+
+
+# -- trusted requests on legion.svc.scheduler.<op> (the CLI, the launcher, operators) ---------------
+
+ScheduleAction = Literal["pause", "resume", "delete", "trigger", "pause_all", "resume_all"]
+"""``pause_all`` / ``resume_all`` pause every schedule of the fleet (agent and schedule_id empty)."""
+
+
+class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One schedule as the scheduler sees it now."""
+
+    agent: str
+    schedule_id: str
+    spec: ScheduleSpec
+    policy: SchedulePolicy
+    task: ScheduleTask
+    paused: bool = False
+    note: str = ""
+    invalid: str = ""
+    next_fire_ns: int | None = None
+    last_slot_ns: int = 0
+    last_task_id: str = ""
+    running_task_id: str = ""
+
+
+class SchedulePut(Request, frozen=True, kw_only=True, tag="schedule.put.v1"):
+    """Create or replace a schedule (``op`` = ``put``), with the full spec, policy and task."""
+
+    agent: str
+    schedule_id: str
+    spec: ScheduleSpec
+    policy: SchedulePolicy = msgspec.field(default_factory=SchedulePolicy)
+    task: ScheduleTask
+    paused: bool = False
+    note: str = ""
+    by: str = ""
+    request_id: str
+
+
+class ScheduleControl(Request, frozen=True, kw_only=True, tag="schedule.control.v1"):
+    """Pause, resume, delete or run now one schedule, or pause/resume the fleet (``op`` = ``control``)."""
+
+    action: ScheduleAction
+    agent: str = ""
+    schedule_id: str = ""
+    reason: str = ""
+    by: str = ""
+    request_id: str
+
+
+class ScheduleQuery(Request, frozen=True, kw_only=True, tag="schedule.query.v1"):
+    """The schedules of ``agent`` (all agents when empty) (``op`` = ``list``)."""
+
+    agent: str = ""
+
+
+class ScheduleAck(Reply, frozen=True, kw_only=True, tag="schedule.ack.v1"):
+    ok: bool
+    message: str = ""
+    request_id: str = ""
+    schedule: ScheduleInfo | None = None
+    task_id: str = ""
+    """With action ``trigger``: the task that was sent."""
+
+
+class ScheduleList(Reply, frozen=True, kw_only=True, tag="schedule.list.v1"):
+    schedules: list[ScheduleInfo] = msgspec.field(default_factory=list)
+    fleet_paused: bool = False

@@ -60,15 +60,27 @@ class Rig:
         return f"SCHED_{self.fleet.id}"
 
     @property
+    def service(self) -> str:
+        return self.fleet.name("schedsvc")
+
+    async def call(self, op: str, req: Any) -> Any:
+        """A trusted request on legion.svc.<this test's scheduler service>.<op>, as the admin."""
+        return await self.admin.request(subj.SERVICE.render(service=self.service, op=op), req, timeout=10)
+
+    @property
     def admin(self) -> Broker:
         return self.fleet.admin
 
     async def start(self, base: str = "sched", **spec: Any) -> Running:
         name = self.fleet.name(base)
-        creds = self.fleet.server.auth.issue_service(name, scheduler_permissions(name, agents=self.agents))
+        perms = scheduler_permissions(name, agents=self.agents, service=self.service)
+        creds = self.fleet.server.auth.issue_service(name, perms)
         broker = await self.fleet.connect(creds, name=name)
-        sched = Scheduler(name, SchedulerSpec(clock=self.clock, stream=self.stream, agents=self.agents, **spec))
-        host = ActorHost(sched, broker, scheduler_host_spec(self.agents))
+        sched = Scheduler(
+            name,
+            SchedulerSpec(clock=self.clock, stream=self.stream, agents=self.agents, service=self.service, **spec),
+        )
+        host = ActorHost(sched, broker, scheduler_host_spec(self.agents, service=self.service))
         task = asyncio.create_task(host.run())
         ready = asyncio.ensure_future(host.ready.wait())
         done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)

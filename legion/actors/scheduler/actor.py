@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 import structlog
 
+from legion.actors.scheduler.admin import TrustedRequests
 from legion.actors.scheduler.feed import Record, StreamReader
 from legion.actors.scheduler.plan import Firing, Skip, plan
 from legion.actors.scheduler.requests import AgentRequests
@@ -41,7 +42,17 @@ from legion.contracts.base import Event
 from legion.contracts.codec import decode
 from legion.contracts.commands import AssignTask
 from legion.contracts.errors import ConcurrencyConflict, ContractError, LegionError, Unavailable
-from legion.contracts.scheduler import ScheduleFired, ScheduleSkipped
+from legion.contracts.scheduler import (
+    FLEET,
+    ScheduleAck,
+    ScheduleControl,
+    ScheduleFired,
+    ScheduleList,
+    SchedulePut,
+    ScheduleQuery,
+    ScheduleSkipped,
+    ScheduleTriggered,
+)
 from legion.runtime.actor import Actor, Context, handler
 
 __all__ = ["Scheduler"]
@@ -68,8 +79,10 @@ class Scheduler(Actor):
         self._next: dict[Key, int | None] = {}
         self._wake = asyncio.Event()
         self._ticked = asyncio.Condition()
+        self._passes = 0
         self._ticker: asyncio.Task[None] | None = None
         self._requests = AgentRequests(self)
+        self._trusted = TrustedRequests(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_start(self, ctx: Context) -> None:
@@ -143,7 +156,9 @@ class Scheduler(Actor):
         parts = subj.SCHEDULES.parse(record.subject)
         if parts is not None:
             key = (parts["agent"], parts["schedule"])
-            if key in self.table.rows:
+            if key == FLEET:  # paused or resumed: every schedule looks again
+                self._next.update(dict.fromkeys(self.table.rows, 0))
+            elif key in self.table.rows:
                 self._next[key] = 0
             else:
                 self._next.pop(key, None)
@@ -175,6 +190,7 @@ class Scheduler(Actor):
                         tg.create_task(self._guarded(key, now, limit))
             async with self._ticked:
                 self.ticked_ns = now
+                self._passes += 1
                 self._ticked.notify_all()
             if self._wake.is_set():
                 continue
@@ -195,6 +211,9 @@ class Scheduler(Actor):
         row = self.table.rows.get(key)
         if row is None:
             self._next.pop(key, None)
+            return
+        if self.table.fleet_paused:
+            self._next[key] = None
             return
         if row.invalid:
             self._next[key] = None
@@ -284,35 +303,28 @@ class Scheduler(Actor):
             trace=row.trace,
         )
         await self.append(event, msg_id=firing.key, trace=row.trace or new_id())
-        await self._dispatch(row, event)
+        await self.send(row, event)
 
-    async def _dispatch(self, row: ScheduleRow, fired: ScheduleFired, *, resend: bool = False) -> None:
-        """Send the firing's task (idempotent: ``Nats-Msg-Id`` = the slot's key) and emit schedule.fired.
+    async def send(self, row: ScheduleRow, event: ScheduleFired | ScheduleTriggered, *, resend: bool = False) -> None:
+        """Send the task of a firing or run-now (idempotent: ``Nats-Msg-Id`` = its key) and emit the event.
 
-        A ``resend`` emits schedule.fired only if the task had not landed before: the EVENTS copy would be
+        A ``resend`` emits only if the task had not landed before: the EVENTS copy would be
         de-duplicated in the stream, but live subscribers would see it twice."""
         broker, _ = self._parts()
-        trace = fired.trace or row.trace or new_id()
+        trace = event.trace or row.trace or new_id()
         task = AssignTask(
-            task_id=fired.task_id,
+            task_id=event.task_id,
             text=row.task.text,
             input=row.task.input,
             requested_by=f"{self.name}:{row.schedule_id}",
             max_iterations=row.task.max_iterations,
         )
-        ack = await broker.js_publish(subj.AGENT_INBOX.render(agent=row.agent), task, trace=trace, msg_id=fired.key)
+        ack = await broker.js_publish(subj.AGENT_INBOX.render(agent=row.agent), task, trace=trace, msg_id=event.key)
         if resend and ack.duplicate:
             return
-        await self._emit(fired, fired.key, trace)
+        await self._emit(event, event.key, trace)
         if not ack.duplicate:
-            log.info(
-                "scheduler.fired",
-                agent=row.agent,
-                schedule=row.schedule_id,
-                task_id=fired.task_id,
-                late_s=round(fired.late_s, 3),
-                trace=trace,
-            )
+            log.info("scheduler.sent", agent=row.agent, schedule=row.schedule_id, task_id=event.task_id, trace=trace)
 
     async def _redispatch(self, rows: Iterable[ScheduleRow]) -> None:
         """Send again the tasks of firings recorded within ``redispatch_s`` (real time: the server's
@@ -321,7 +333,7 @@ class Scheduler(Actor):
         for row in list(rows):
             if row.last_fired is not None and row.last_fired_ts_ns >= horizon:
                 try:
-                    await self._dispatch(row, row.last_fired, resend=True)
+                    await self.send(row, row.last_fired, resend=True)
                 except LegionError as exc:
                     log.warning(
                         "scheduler.redispatch_failed", agent=row.agent, schedule=row.schedule_id, error=str(exc)
@@ -337,9 +349,14 @@ class Scheduler(Actor):
 
     # -- inspection ---------------------------------------------------------------------------
     async def wait_ticked(self, now_ns: int, timeout: float = 10.0) -> None:
-        """Return once a pass over the due schedules at clock time >= ``now_ns`` has completed."""
+        """Return after a pass over the due schedules that started after this call, at clock time >=
+        ``now_ns``, and left nothing pending (no change arrived during it)."""
         async with asyncio.timeout(timeout), self._ticked:
-            await self._ticked.wait_for(lambda: self.ticked_ns >= now_ns and not self._wake.is_set())
+            target = self._passes + 1
+            self._wake.set()  # make the loop pass now even if nothing is due
+            await self._ticked.wait_for(
+                lambda: self._passes >= target and self.ticked_ns >= now_ns and not self._wake.is_set()
+            )
 
     async def wait_events_applied(self, seq: int, timeout: float = 10.0) -> None:
         """Return once the task-end reader has applied EVENTS up to ``seq``."""
@@ -360,3 +377,18 @@ class Scheduler(Actor):
     @handler
     async def remove_cron(self, req: CronRemove, ctx: Context) -> CronReply:
         return await self._requests.remove(req, ctx)
+
+    # -- trusted requests on legion.svc.<service>.<op> ------------------------------------------
+    @handler
+    async def put(self, req: SchedulePut, ctx: Context) -> ScheduleAck:
+        """Create or replace a schedule with its full spec, policy and task."""
+        return await self._trusted.put(req, ctx)
+
+    @handler
+    async def control(self, req: ScheduleControl, ctx: Context) -> ScheduleAck:
+        """Pause, resume, delete or run now one schedule; pause or resume the fleet."""
+        return await self._trusted.control(req, ctx)
+
+    @handler
+    async def list_schedules(self, req: ScheduleQuery, ctx: Context) -> ScheduleList:
+        return await self._trusted.list(req, ctx)

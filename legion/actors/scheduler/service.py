@@ -20,23 +20,27 @@ QUEUE: Final = "scheduler"
 """Scheduler instances share agents' requests in this queue group."""
 
 
-def _served(agents: tuple[str, ...] | None) -> list[str]:
+def _served(agents: tuple[str, ...] | None, service: str) -> list[str]:
+    trusted = subj.SERVICE.wildcard(service=service)
     if agents is None:
-        return [subj.SCHEDULER.wildcard()]
-    return [subj.SCHEDULER.wildcard(agent=a) for a in agents]
+        return [subj.SCHEDULER.wildcard(), trusted]
+    return [*(subj.SCHEDULER.wildcard(agent=a) for a in agents), trusted]
 
 
-def scheduler_host_spec(agents: tuple[str, ...] | None = None, *, queue: str = QUEUE) -> HostSpec:
-    """Serve ``legion.scheduler.<agent>.<op>`` (every agent's, or only ``agents``') in queue ``scheduler``."""
-    return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in _served(agents)))
+def scheduler_host_spec(agents: tuple[str, ...] | None = None, *, service: str = QUEUE, queue: str = QUEUE) -> HostSpec:
+    """Serve ``legion.scheduler.<agent>.<op>`` (every agent's, or only ``agents``') and the trusted
+    ``legion.svc.<service>.<op>``, in queue ``scheduler``."""
+    return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in _served(agents, service)))
 
 
-def scheduler_permissions(name: str = "scheduler", *, agents: tuple[str, ...] | None = None) -> Permissions:
-    """Serve agents' schedule requests, append to SCHEDULES, send tasks to every agent's inbox, emit
-    its own events, use JetStream (its stream, its readers)."""
+def scheduler_permissions(
+    name: str = "scheduler", *, agents: tuple[str, ...] | None = None, service: str = QUEUE
+) -> Permissions:
+    """Serve agents' schedule requests and the trusted ones, append to SCHEDULES, send tasks to every
+    agent's inbox, emit its own events, use JetStream (its stream, its readers)."""
     return service_permissions(
         name,
-        serves=_served(agents),
+        serves=_served(agents, service),
         publishes=[*stream_subjects(agents), subj.INBOX_ALL],
     )
 

@@ -30,6 +30,8 @@ class SchedulerSpec:
     redispatch_s: float = 100.0
     """Firings recorded this recently have their task sent again on start (below the 120 s duplicate
     window of INBOX, so a task that had landed is dropped as a duplicate)."""
+    service: str = "scheduler"
+    """Trusted requests are served on ``legion.svc.<service>.<op>``."""
     agents: tuple[str, ...] | None = None
     """Only these agents' schedules and requests (tests sharing one server); None: every agent's."""
     watch_tasks: bool = True

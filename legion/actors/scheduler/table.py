@@ -22,6 +22,7 @@ from legion.actors.scheduler.timing import NS, Timer, compile_spec
 from legion.contracts import subjects as subj
 from legion.contracts.errors import ConfigError
 from legion.contracts.scheduler import (
+    FLEET,
     ScheduleCreated,
     ScheduleDeleted,
     ScheduleFired,
@@ -31,6 +32,7 @@ from legion.contracts.scheduler import (
     ScheduleSkipped,
     ScheduleSpec,
     ScheduleTask,
+    ScheduleTriggered,
     ScheduleUpdated,
 )
 
@@ -44,6 +46,7 @@ ScheduleEvent = (
     | ScheduleDeleted
     | ScheduleFired
     | ScheduleSkipped
+    | ScheduleTriggered
 )
 
 _OPS: dict[type[ScheduleEvent], str] = {
@@ -54,6 +57,7 @@ _OPS: dict[type[ScheduleEvent], str] = {
     ScheduleDeleted: "deleted",
     ScheduleFired: "fired",
     ScheduleSkipped: "skipped",
+    ScheduleTriggered: "triggered",
 }
 
 
@@ -118,6 +122,8 @@ class ScheduleTable:
     rows: dict[tuple[str, str], ScheduleRow] = field(default_factory=dict)
     last_seq: int = 0
     ignored: int = 0
+    fleet_paused: bool = False
+    """Every schedule is paused (SchedulePaused of the reserved schedule ``scheduler/fleet``)."""
     seqs: dict[tuple[str, str], int] = field(default_factory=dict)
     """(agent, schedule id) -> the sequence of the latest record on that schedule's subjects, whether the
     fold used it or not: what a conditional append must expect."""
@@ -156,6 +162,9 @@ class ScheduleTable:
             self.ignored += 1
             return
         key = (event.agent, event.schedule_id)
+        if key == FLEET:
+            self._fleet(event, ts_ns)
+            return
         row = self.rows.get(key)
         if isinstance(event, ScheduleCreated):
             self._define(key, row=row, event=event, seq=seq, ts_ns=ts_ns, header_trace=trace)
@@ -172,6 +181,16 @@ class ScheduleTable:
         else:
             self._change(row, event, ts_ns)
 
+    def _fleet(self, event: ScheduleEvent, ts_ns: int) -> None:
+        if isinstance(event, SchedulePaused):
+            self.fleet_paused = True
+        elif isinstance(event, ScheduleResumed):
+            self.fleet_paused = False
+            for row in self.rows.values():  # the paused time is not caught up
+                row.anchor_ns = max(row.anchor_ns, ts_ns)
+        else:
+            self.ignored += 1
+
     def _change(self, row: ScheduleRow, event: ScheduleEvent, ts_ns: int) -> None:
         if isinstance(event, SchedulePaused):
             row.paused = True
@@ -184,10 +203,9 @@ class ScheduleTable:
             row.fired += 1
             row.last_fired = event
             row.last_fired_ts_ns = ts_ns
-            self._free(row)
-            row.running_task_id = event.task_id
-            row.running_since_ns = ts_ns
-            self.by_task[(row.agent, event.task_id)] = (row.agent, row.schedule_id)
+            self._run(row, event.task_id, ts_ns)
+        elif isinstance(event, ScheduleTriggered):
+            self._run(row, event.task_id, ts_ns)
         elif isinstance(event, ScheduleSkipped):
             if event.reason == "invalid":
                 row.invalid_reported = True
@@ -202,6 +220,12 @@ class ScheduleTable:
             return None
         row.running_task_id = ""
         return row
+
+    def _run(self, row: ScheduleRow, task_id: str, ts_ns: int) -> None:
+        self._free(row)
+        row.running_task_id = task_id
+        row.running_since_ns = ts_ns
+        self.by_task[(row.agent, task_id)] = (row.agent, row.schedule_id)
 
     def _free(self, row: ScheduleRow) -> None:
         if row.running_task_id:
