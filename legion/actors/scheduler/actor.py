@@ -204,6 +204,9 @@ class Scheduler(Actor):
             # this schedule waits for the next pass; the others go on
             log.warning("scheduler.act_failed", agent=key[0], schedule=key[1], error=str(exc))
             self._next[key] = now + int(self.spec.retry_s * NS)
+        except Exception:  # a bug on one schedule's data must not stop the others
+            log.exception("scheduler.schedule_failed", agent=key[0], schedule=key[1])
+            self._next[key] = now + int(self.spec.retry_s * NS)
         finally:
             limit.release()
 
@@ -231,11 +234,12 @@ class Scheduler(Actor):
             if decision.fire is not None:
                 await self._fire(row, decision.fire)
         except ConcurrencyConflict:
-            await self._catch_up()
+            await self.catch_up()
             await self._redispatch([row])  # the winner may have died before sending the task
             self._next[key] = 0
 
-    async def _catch_up(self) -> None:
+    async def catch_up(self) -> None:
+        """Apply everything SCHEDULES holds now (after losing a conditional append)."""
         broker, reader = self._parts()
         info = await broker.js_api(f"STREAM.INFO.{self.spec.stream}")
         await reader.wait_applied(int(info["state"]["last_seq"]), self.spec.wait_s)

@@ -10,6 +10,7 @@ schedules run in UTC with the fleet's default policy; caps and the minimum inter
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -76,49 +77,66 @@ class AgentRequests:
         jobs = [describe(r, now) for r in sched.table.of_agent(agent)]
         return CronReply(ok=ok, jobs=jobs, message=message, request_id=request_id)
 
+    async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run ``attempt`` (decide on the table, append); after losing a race to a firing or another
+        writer, catch up and decide again, three times at most."""
+        for tries in range(3):
+            try:
+                await attempt()
+            except ConcurrencyConflict:
+                if tries == 2:
+                    raise
+                await self.scheduler.catch_up()
+            else:
+                return
+
     async def set(self, req: CronSet, ctx: Context) -> CronReply:
         sched = self.scheduler
-        try:
-            agent = self._caller(req.agent, ctx)
+        by = f"agent:{req.agent}"
+        msg_id = f"sched:{req.agent}:{req.name}:set:{req.request_id}"
+
+        async def save() -> None:
             spec = spec_from_text(req.schedule)
             task = ScheduleTask(text=req.text)
             policy = SchedulePolicy()
             async with self._lane:
-                row = sched.table.get(agent, req.name)
+                row = sched.table.get(req.agent, req.name)
                 check_schedule(
-                    agent,
+                    req.agent,
                     req.name,
                     spec,
                     policy,
                     task,
                     limits=sched.spec.limits,
                     now_ns=sched.spec.clock.now_ns(),
-                    existing=sched.table.count_of(agent),
+                    existing=sched.table.count_of(req.agent),
                     replaces=row is not None,
                 )
-                msg_id = f"sched:{agent}:{req.name}:set:{req.request_id}"
-                by = f"agent:{agent}"
+                event: ScheduleCreated | ScheduleUpdated
                 if row is None:
-                    created = ScheduleCreated(
+                    event = ScheduleCreated(
                         schedule_id=req.name,
-                        agent=agent,
+                        agent=req.agent,
                         spec=spec,
                         policy=policy,
                         task=task,
                         created_by=by,
                         trace=ctx.trace,
                     )
-                    await sched.append(created, msg_id=msg_id, trace=ctx.trace)
                 else:
-                    updated = ScheduleUpdated(
-                        schedule_id=req.name, agent=agent, spec=spec, policy=policy, task=task, updated_by=by
+                    event = ScheduleUpdated(
+                        schedule_id=req.name, agent=req.agent, spec=spec, policy=policy, task=task, updated_by=by
                     )
-                    await sched.append(updated, msg_id=msg_id, trace=ctx.trace)
+                await sched.append(event, msg_id=msg_id, trace=ctx.trace)
+
+        try:
+            self._caller(req.agent, ctx)
+            await self._retrying(save)
         except ConfigError as exc:
             return self._reply(req.agent, req.request_id, str(exc), ok=False)
         except ConcurrencyConflict:
-            return self._reply(req.agent, req.request_id, "the schedule changed at the same time; try again", ok=False)
-        return self._reply(agent, req.request_id, f"schedule {req.name!r} saved")
+            return self._reply(req.agent, req.request_id, "the schedule kept changing; try again", ok=False)
+        return self._reply(req.agent, req.request_id, f"schedule {req.name!r} saved")
 
     async def list(self, req: CronList, ctx: Context) -> CronReply:
         try:
@@ -129,17 +147,21 @@ class AgentRequests:
 
     async def remove(self, req: CronRemove, ctx: Context) -> CronReply:
         sched = self.scheduler
-        try:
-            agent = self._caller(req.agent, ctx)
+        missing = f"you have no schedule named {req.name!r}; list_cron shows your schedules"
+
+        async def delete() -> None:
             async with self._lane:
-                if sched.table.get(agent, req.name) is None:
-                    message = f"you have no schedule named {req.name!r}; list_cron shows your schedules"
-                    return self._reply(agent, req.request_id, message, ok=False)
-                deleted = ScheduleDeleted(schedule_id=req.name, agent=agent, by=f"agent:{agent}")
-                msg_id = f"sched:{agent}:{req.name}:remove:{req.request_id}"
+                if sched.table.get(req.agent, req.name) is None:
+                    raise ConfigError(missing)
+                deleted = ScheduleDeleted(schedule_id=req.name, agent=req.agent, by=f"agent:{req.agent}")
+                msg_id = f"sched:{req.agent}:{req.name}:remove:{req.request_id}"
                 await sched.append(deleted, msg_id=msg_id, trace=ctx.trace)
+
+        try:
+            self._caller(req.agent, ctx)
+            await self._retrying(delete)
         except ConfigError as exc:
             return self._reply(req.agent, req.request_id, str(exc), ok=False)
         except ConcurrencyConflict:
-            return self._reply(req.agent, req.request_id, "the schedule changed at the same time; try again", ok=False)
-        return self._reply(agent, req.request_id, f"schedule {req.name!r} removed")
+            return self._reply(req.agent, req.request_id, "the schedule kept changing; try again", ok=False)
+        return self._reply(req.agent, req.request_id, f"schedule {req.name!r} removed")
