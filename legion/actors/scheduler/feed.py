@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -67,15 +68,12 @@ class StreamReader:
 
     async def start(self) -> None:
         if self._start_ns is not None:
-            start = datetime.fromtimestamp(self._start_ns / 1e9, tz=UTC)
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
-        elif self.applied:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied + 1)
-        else:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            self.applied = await self._seq_before(self._start_ns)
+        start = self.applied + 1
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
         if len(self.filters) > 1:
             config.filter_subjects = list(self.filters)
-        self._sub = await self.broker.js.subscribe(
+        sub = await self.broker.js.subscribe(
             self.filters[0],
             stream=self.stream,
             cb=self._on_msg,
@@ -84,6 +82,26 @@ class StreamReader:
             config=config,
             inactive_threshold=60.0,
         )
+        # nats-py re-creates an ordered consumer (gap, missed heartbeats, server restart) from its last
+        # delivered sequence + 1, and from 1 if nothing was delivered yet: start it where we start.
+        # (A start *time* is not used: its re-created consumer is refused, error 10094, start time and
+        # start sequence both set.) The ledger's feed does this by hand; one shared reader belongs in
+        # broker/reader.py (LAYOUT.md).
+        jsi = getattr(sub, "_jsi", None)
+        if jsi is not None and getattr(jsi, "_sseq", None) == 0:
+            jsi._sseq = start - 1
+        self._sub = sub
+
+    async def _seq_before(self, ns: int) -> int:
+        """The sequence just before the first message stored at or after ``ns`` (the last one if none)."""
+        when = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        body = msgspec.json.encode({"start_time": f"{when}.{ns % 1_000_000_000:09d}Z"})
+        msg = await self.broker.request_raw(f"{self.broker.js_api_prefix}.DIRECT.GET.{self.stream}", body)
+        headers = msg.headers or {}
+        if headers.get("Status") is None and headers.get("Nats-Sequence"):
+            return int(headers["Nats-Sequence"]) - 1
+        info = await self.broker.js_api(f"STREAM.INFO.{self.stream}")
+        return int(info.get("state", {}).get("last_seq", 0))
 
     async def stop(self) -> None:
         sub, self._sub = self._sub, None
