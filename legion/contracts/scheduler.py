@@ -48,6 +48,7 @@ __all__ = [
     "ScheduleList",
     "SchedulePaused",
     "SchedulePolicy",
+    "ScheduleProbe",
     "SchedulePut",
     "ScheduleQuery",
     "ScheduleResumed",
@@ -74,15 +75,17 @@ OverlapPolicy = Literal["skip", "queue_one", "allow"]
 """
 OVERLAP_POLICIES: tuple[OverlapPolicy, ...] = ("skip", "queue_one", "allow")
 
-SkipReason = Literal["missed", "superseded", "overlap", "invalid"]
+SkipReason = Literal["missed", "superseded", "overlap", "invalid", "quiet"]
 """Why slots did not fire:
 
 - ``missed``: the slot's fire time is older than the catch-up window (the scheduler was down);
 - ``superseded``: a later slot was also due (after downtime only the latest slot inside the window fires);
 - ``overlap``: the previous firing's task still ran and the overlap policy is ``skip``;
-- ``invalid``: the stored definition cannot be evaluated (e.g. a time zone this host does not know).
+- ``invalid``: the stored definition cannot be evaluated (e.g. a time zone this host does not know);
+- ``quiet``: the schedule's probe found nothing new, so the slot did not wake the agent (a heartbeat
+  that costs no model call when there is nothing to do).
 """
-SKIP_REASONS: tuple[SkipReason, ...] = ("missed", "superseded", "overlap", "invalid")
+SKIP_REASONS: tuple[SkipReason, ...] = ("missed", "superseded", "overlap", "invalid", "quiet")
 """A paused schedule's slots are not skipped one by one: they are never produced (see ScheduleResumed)."""
 
 
@@ -109,6 +112,17 @@ class ScheduleSpec(msgspec.Struct, frozen=True, kw_only=True):
     slot, so every scheduler instance and every restart picks the same fire time."""
 
 
+class ScheduleProbe(msgspec.Struct, frozen=True, kw_only=True):
+    """A cheap check before a due slot fires, run by the scheduler without any model call: the slot fires
+    only if ``stream`` stored a message matching ``subject`` (wildcards allowed) since the last firing
+    (since the schedule was created, before its first). E.g. ``subject: legion.ext.github.>`` wakes
+    the agent at most every 15 minutes and only when GitHub sent something; ``stream: KV_bb_proj,
+    subject: $KV.bb_proj.todo`` only when a blackboard key changed."""
+
+    stream: str = "EVENTS"
+    subject: str
+
+
 class SchedulePolicy(msgspec.Struct, frozen=True, kw_only=True):
     """What happens to overlapping and missed slots (Temporal's SchedulePolicy)."""
 
@@ -119,6 +133,8 @@ class SchedulePolicy(msgspec.Struct, frozen=True, kw_only=True):
     running_for_s: float = 3600.0
     """How long a fired task counts as running for the overlap policy when no ``task.completed`` or
     ``task.failed`` event of it arrives."""
+    probe: ScheduleProbe | None = None
+    """Fire a due slot only if the probe finds something new; otherwise skip it as ``quiet``."""
 
 
 class ScheduleTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -197,6 +213,8 @@ class ScheduleFired(Event, frozen=True, kw_only=True, tag="schedule.fired.v1"):
     late_s: float = 0.0
     """How long after ``fire_ns`` it actually fired (catch-up after downtime, a queued overlap)."""
     trace: str = ""
+    probe_seq: int = 0
+    """With a probe: the probed stream's last sequence when it fired; the next probe looks after it."""
 
 
 class ScheduleSkipped(Event, frozen=True, kw_only=True, tag="schedule.skipped.v1"):

@@ -16,6 +16,7 @@ from legion.contracts.scheduler import (
     ScheduleControl,
     ScheduleList,
     SchedulePolicy,
+    ScheduleProbe,
     SchedulePut,
     ScheduleQuery,
     ScheduleSpec,
@@ -131,3 +132,25 @@ async def test_the_fleet_wide_pause_stops_every_schedule() -> None:
             await rig.stop_all()
             await fleet.close()
             await admin.close()
+
+
+async def test_a_probe_wakes_the_agent_only_when_something_new_arrived(rig: Rig) -> None:
+    alpha = rig.agents[0]
+    source = rig.fleet.name("github")
+    run = await rig.start()
+    policy = SchedulePolicy(overlap="allow", probe=ScheduleProbe(subject=subj.EXT.wildcard(source=source)))
+    assert (await rig.call("put", put(alpha, "heartbeat", ScheduleSpec(every="1m"), policy=policy))).ok
+    await rig.next_minute()
+    assert await rig.inbox_count(alpha) == 0, "nothing arrived: quiet"
+    await rig.admin.js_publish(subj.EXT.render(source=source, type="push"), b'{"type":"ext.push.v1"}')
+    await rig.next_minute()
+    assert await rig.inbox_count(alpha) == 1, "something arrived: the slot fired"
+    await rig.next_minute()
+    assert await rig.inbox_count(alpha) == 1, "nothing new since that firing: quiet again"
+    row = run.scheduler.table.get(alpha, "heartbeat")
+    assert row is not None and row.probe_seq > 0
+    skipped = await rig.events(run.scheduler.name, "schedule.skipped")
+    assert skipped == [], "quiet slots are recorded on SCHEDULES only"
+    bad = SchedulePolicy(probe=ScheduleProbe(subject="legion..x"))
+    ack = await rig.call("put", put(alpha, "bad", ScheduleSpec(every="1m"), policy=bad))
+    assert not ack.ok and "'legion..x' is not a subject filter" in ack.message

@@ -28,6 +28,8 @@ import structlog
 from legion.actors.scheduler.admin import TrustedRequests
 from legion.actors.scheduler.feed import Record, StreamReader
 from legion.actors.scheduler.plan import Firing, Skip, plan
+from legion.actors.scheduler.probe import probe
+from legion.actors.scheduler.records import fired_event, invalid_event, skipped_event
 from legion.actors.scheduler.requests import AgentRequests
 from legion.actors.scheduler.spec import SchedulerSpec
 from legion.actors.scheduler.stream import append, ensure_stream, stream_subjects
@@ -50,7 +52,6 @@ from legion.contracts.scheduler import (
     ScheduleList,
     SchedulePut,
     ScheduleQuery,
-    ScheduleSkipped,
     ScheduleTriggered,
 )
 from legion.runtime.actor import Actor, Context, handler
@@ -260,35 +261,15 @@ class Scheduler(Actor):
         await reader.wait_applied(ack.seq, self.spec.wait_s)
 
     async def _skip(self, row: ScheduleRow, skip: Skip) -> None:
-        event = ScheduleSkipped(
-            schedule_id=row.schedule_id,
-            agent=row.agent,
-            slot_ns=skip.first_ns,
-            last_slot_ns=skip.last_ns,
-            count=skip.count,
-            reason=skip.reason,
-            detail=skip.detail,
-            running_task_id=skip.running_task_id,
-            trace=row.trace,
-        )
-        msg_id = f"sched:{row.agent}:{row.schedule_id}:{skip.first_ns}:skip:{skip.reason}:{skip.last_ns}"
+        event, msg_id = skipped_event(row, skip)
         trace = row.trace or new_id()
         await self.append(event, msg_id=msg_id, trace=trace)
-        await self._emit(event, msg_id, trace)
+        if skip.reason != "quiet":  # a quiet heartbeat is no news: recorded on SCHEDULES only
+            await self._emit(event, msg_id, trace)
         log.info("scheduler.skipped", agent=row.agent, schedule=row.schedule_id, reason=skip.reason, count=skip.count)
 
     async def _report_invalid(self, row: ScheduleRow) -> None:
-        event = ScheduleSkipped(
-            schedule_id=row.schedule_id,
-            agent=row.agent,
-            slot_ns=0,
-            last_slot_ns=0,
-            count=0,
-            reason="invalid",
-            detail=row.invalid,
-            trace=row.trace,
-        )
-        msg_id = f"sched:{row.agent}:{row.schedule_id}:invalid:{row.definition_seq}"
+        event, msg_id = invalid_event(row)
         trace = row.trace or new_id()
         log.warning("scheduler.invalid_schedule", agent=row.agent, schedule=row.schedule_id, error=row.invalid)
         with contextlib.suppress(ConcurrencyConflict):
@@ -296,16 +277,16 @@ class Scheduler(Actor):
             await self._emit(event, msg_id, trace)
 
     async def _fire(self, row: ScheduleRow, firing: Firing) -> None:
-        event = ScheduleFired(
-            schedule_id=row.schedule_id,
-            agent=row.agent,
-            slot_ns=firing.slot_ns,
-            fire_ns=firing.fire_ns,
-            task_id=firing.task_id,
-            key=firing.key,
-            late_s=firing.late_ns / NS,
-            trace=row.trace,
-        )
+        """Fire (after the probe, if the schedule has one: nothing new skips the slot as quiet)."""
+        seen = 0
+        if row.policy.probe is not None:
+            broker, _ = self._parts()
+            found = await probe(broker, row.policy.probe, seen_seq=row.probe_seq, since_ns=row.anchor_ns)
+            if found is None:
+                await self._skip(row, Skip(first_ns=firing.slot_ns, last_ns=firing.slot_ns, count=1, reason="quiet"))
+                return
+            seen = found
+        event = fired_event(row, firing, probe_seq=seen)
         await self.append(event, msg_id=firing.key, trace=row.trace or new_id())
         await self.send(row, event)
 

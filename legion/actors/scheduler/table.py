@@ -99,6 +99,8 @@ class ScheduleRow:
     last_fired_ts_ns: int = 0
     running_task_id: str = ""
     running_since_ns: int = 0
+    probe_seq: int = 0
+    """With a probe: the probed stream's sequence its last firing saw."""
     seq: int = 0
     """The stream sequence of this schedule's latest event (appends are conditional on it)."""
     definition_seq: int = 0
@@ -203,6 +205,7 @@ class ScheduleTable:
             row.fired += 1
             row.last_fired = event
             row.last_fired_ts_ns = ts_ns
+            row.probe_seq = max(row.probe_seq, event.probe_seq)
             self._run(row, event.task_id, ts_ns)
         elif isinstance(event, ScheduleTriggered):
             self._run(row, event.task_id, ts_ns)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from legion.actors.scheduler.probe import check_probe
 from legion.actors.scheduler.timing import NS, Timer, compile_spec
 from legion.contracts.errors import ConfigError
 from legion.contracts.names import validate_token
@@ -54,6 +55,8 @@ def _check_policy(policy: SchedulePolicy, limits: Limits) -> None:
         )
     if not (math.isfinite(policy.running_for_s) and policy.running_for_s > 0):
         raise ConfigError(f"running_for_s {policy.running_for_s!r} must be a number of seconds > 0")
+    if policy.probe is not None:
+        check_probe(policy.probe)
 
 
 def check_schedule(
