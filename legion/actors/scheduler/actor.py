@@ -228,7 +228,6 @@ class Scheduler(Actor):
         if not decision.acts:
             self._next[key] = decision.wake_ns
             return
-        self._next[key] = None  # the appends below make the reader set it to 0: plan again
         try:
             for skip in decision.skips:
                 await self._skip(row, skip)
@@ -237,6 +236,9 @@ class Scheduler(Actor):
         except ConcurrencyConflict:
             await self.catch_up()
             await self._redispatch([row])  # the winner may have died before sending the task
+        # plan again on the table that now holds what was appended (also after a duplicate append,
+        # which the reader had applied before and so does not announce again)
+        if key in self.table.rows:
             self._next[key] = 0
 
     async def catch_up(self) -> None:
