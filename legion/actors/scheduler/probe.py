@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from legion.broker import Broker
+from legion.contracts import subjects as subj
 from legion.contracts.errors import ConfigError, Unavailable
 from legion.contracts.scheduler import ScheduleProbe
 
@@ -33,8 +34,9 @@ def check_probe(p: ScheduleProbe) -> None:
         raise ConfigError(f"probe stream {p.stream!r} is not a stream name (letters, digits, '_' or '-')")
     tokens = p.subject.split(".")
     if not p.subject or any(t == "" or " " in t for t in tokens) or ">" in tokens[:-1]:
+        example = subj.EXT.wildcard(source="github")
         raise ConfigError(
-            f"probe subject {p.subject!r} is not a subject filter; write e.g. 'legion.ext.github.>' "
+            f"probe subject {p.subject!r} is not a subject filter; write e.g. {example!r} "
             "('*' for one token, '>' only last)"
         )
 
