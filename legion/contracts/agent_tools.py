@@ -42,7 +42,8 @@ class AgentEvent(Event, frozen=True, kw_only=True, tag="agent.event.v1"):
 class CronSet(Request, frozen=True, kw_only=True, tag="cron.set.v1"):
     """Create or replace the agent's job ``name``: send ``text`` to its inbox on ``schedule``.
 
-    ``schedule`` is a cron expression (``0 9 * * 1-5``) or an interval (``every 10m``).
+    ``schedule`` is a cron expression (``0 9 * * 1-5``), an interval (``every 10m``) or a one-shot
+    time (``at 2026-12-24T18:00``); ``tz`` is the IANA time zone a cron or an ``at`` is read in.
     """
 
     agent: str
@@ -50,6 +51,7 @@ class CronSet(Request, frozen=True, kw_only=True, tag="cron.set.v1"):
     schedule: str
     text: str
     request_id: str
+    tz: str = "UTC"
 
 
 class CronList(Request, frozen=True, kw_only=True, tag="cron.list.v1"):
