@@ -50,6 +50,7 @@ class SetCronParams(Params):
         min_length=1, max_length=100, description="A cron expression ('0 9 * * 1-5') or an interval ('every 10m')"
     )
     text: str = Field(min_length=1, max_length=MAX_NOTIFY_CHARS, description="The task text sent to you each time")
+    tz: str = Field("UTC", max_length=64, description="IANA time zone of the cron or 'at' time, e.g. 'Europe/Berlin'")
 
 
 class RemoveCronParams(Params):
@@ -124,7 +125,9 @@ def system_tools(
         return {"jobs": strip_invisible_deep(reply.jobs), "message": strip_invisible(reply.message)}
 
     async def set_cron(p: SetCronParams, ctx: ToolContext) -> dict[str, Any]:
-        req = CronSet(agent=agent, name=_job_name(p.name), schedule=p.schedule, text=p.text, request_id=ctx.call_key)
+        req = CronSet(
+            agent=agent, name=_job_name(p.name), schedule=p.schedule, text=p.text, request_id=ctx.call_key, tz=p.tz
+        )
         return _result(await ask("set", req))
 
     async def list_cron(p: NoParams, ctx: ToolContext) -> dict[str, Any]:
