@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -91,3 +93,19 @@ async def test_an_agent_cannot_touch_another_agents_schedules(rig: Rig) -> None:
         nc, alpha, "set", CronSet(agent=beta, name="evil", schedule="@hourly", text="t", request_id="e")
     )
     assert not spoofed.ok and "its own schedules" in spoofed.message
+
+
+async def test_an_agent_schedule_runs_in_the_zone_it_names(rig: Rig) -> None:
+    alpha = rig.agents[0]
+    await rig.start()
+    nc = await agent_broker(rig, alpha)
+    req = CronSet(agent=alpha, name="ny", schedule="30 2 * * *", text="t", request_id="tz1", tz="America/New_York")
+    reply = await ask(nc, alpha, "set", req)
+    assert reply.ok, reply.message
+    (job,) = reply.jobs
+    assert job["tz"] == "America/New_York"
+    hour = datetime.fromisoformat(job["next_run"]).astimezone(ZoneInfo("America/New_York")).strftime("%H:%M")
+    assert hour in ("02:30", "03:00"), job  # 03:00 only on a spring-forward day
+    bad = CronSet(agent=alpha, name="x", schedule="@daily", text="t", request_id="tz2", tz="Mars/Base")
+    refused = await ask(nc, alpha, "set", bad)
+    assert not refused.ok and "'Mars/Base' is unknown" in refused.message

@@ -96,7 +96,7 @@ class AgentRequests:
         msg_id = f"sched:{req.agent}:{req.name}:set:{req.request_id}"
 
         async def save() -> None:
-            spec = spec_from_text(req.schedule)
+            spec = spec_from_text(req.schedule, tz=req.tz)
             task = ScheduleTask(text=req.text)
             policy = SchedulePolicy()
             async with self._lane:
