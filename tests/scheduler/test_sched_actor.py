@@ -180,3 +180,19 @@ async def test_a_schedule_without_a_trace_fires_with_the_trace_of_its_creation(r
         await rig.next_minute()
         _, headers = await rig.last_task(alpha)
         assert headers["Legion-Trace"] == "creation-trace"
+
+
+async def test_a_task_that_ended_while_the_scheduler_was_down_frees_its_schedule(rig: Rig) -> None:
+    alpha = rig.agents[0]
+    await rig.create(alpha, "slow", policy=SchedulePolicy(overlap="skip"))
+    await rig.start("first")
+    await rig.next_minute()
+    task, _ = await rig.last_task(alpha)
+    await rig.stop_all()
+    done = TaskCompleted(task_id=task.task_id, agent=alpha)
+    await rig.admin.js_publish(subj.EVENTS.render(source=alpha, type="task.completed"), done)
+    again = await rig.start("again")
+    row = again.scheduler.table.get(alpha, "slow")
+    assert row is not None and row.running_task_id == "", "the end was read from EVENTS on start"
+    await rig.next_minute()
+    assert await rig.inbox_count(alpha) == 2

@@ -134,8 +134,13 @@ class Scheduler(Actor):
         self._tasks_reader = self._reader = None
 
     async def _watch_tasks(self, broker: Broker) -> None:
-        """Follow task ends on EVENTS from the oldest firing that still counts as running."""
-        running = [r.running_since_ns for r in self.table.rows.values() if r.running_task_id]
+        """Follow task ends on EVENTS from the oldest firing that still counts as running (only those
+        matter, and only under an overlap policy other than allow: a task that never ended is not a
+        reason to read days of EVENTS)."""
+        now = self.spec.clock.now_ns()
+        running = [
+            r.running_since_ns for r in self.table.rows.values() if r.policy.overlap != "allow" and r.is_running(now)
+        ]
         start = min(running) if running else time.time_ns()
         self._tasks_reader = StreamReader(
             broker,
@@ -145,6 +150,8 @@ class Scheduler(Actor):
             start_ns=start,
         )
         await self._tasks_reader.start()
+        async with asyncio.timeout(self.spec.catch_up_s):  # the first pass must know which tasks ended
+            await self._tasks_reader.caught_up.wait()
 
     # -- inputs -------------------------------------------------------------------------------
     def _on_record(self, record: Record) -> None:

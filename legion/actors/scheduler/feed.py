@@ -64,6 +64,8 @@ class StreamReader:
         self._heartbeat_s = heartbeat_s
         self._sub: JetStreamContext.PushSubscription | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.caught_up = asyncio.Event()
+        """Set once everything the stream held (matching the filters) when reading started was applied."""
         self._error: BaseException | None = None
 
     async def start(self) -> None:
@@ -91,6 +93,9 @@ class StreamReader:
         if jsi is not None and getattr(jsi, "_sseq", None) == 0:
             jsi._sseq = start - 1
         self._sub = sub
+        info = await sub.consumer_info()
+        if not info.num_pending and self.applied < start:  # nothing to replay, nothing delivered yet
+            self.caught_up.set()
 
     async def _seq_before(self, ns: int) -> int:
         """The sequence just before the first message stored at or after ``ns`` (the last one if none)."""
@@ -126,6 +131,8 @@ class StreamReader:
             self._fail(Unavailable(f"the scheduler could not apply {self.stream} #{seq}: {exc!r}"))
             return
         self.applied = seq
+        if not meta.num_pending:
+            self.caught_up.set()
         keep = []
         for want, fut in self._waiters:
             if want <= seq:
