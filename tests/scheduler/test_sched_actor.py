@@ -150,6 +150,17 @@ async def test_1000_schedules_each_fire_once(rig: Rig) -> None:
     await rig.settle()
     assert await rig.inbox_count(alpha) + await rig.inbox_count(beta) == 1000
     assert len(again.scheduler.table.rows) == 1000
+    rebuilt, live = again.scheduler.table, run.scheduler.table
+    assert rebuilt.last_seq == live.last_seq
+    for key, row in live.rows.items():
+        other = rebuilt.rows[key]
+        assert (other.last_slot_ns, other.seq, other.running_task_id, other.anchor_ns, other.trace) == (
+            row.last_slot_ns,
+            row.seq,
+            row.running_task_id,
+            row.anchor_ns,
+            row.trace,
+        ), "the table rebuilt from the stream is the live one"
 
 
 async def test_overlap_skip_waits_for_the_task_to_end(rig: Rig) -> None:
