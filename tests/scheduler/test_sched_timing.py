@@ -176,3 +176,19 @@ def test_max_schedules_per_agent_counts_only_new_ones() -> None:
 def test_one_shot_in_the_past_is_refused() -> None:
     with pytest.raises(ConfigError, match="in the past"):
         check(ScheduleSpec(at="2020-01-01T00:00"))
+
+
+def test_a_catch_up_window_may_hold_at_most_1000_slots() -> None:
+    policy = SchedulePolicy(catch_up_window_s=7 * 86_400)
+    with pytest.raises(ConfigError, match=r"holds about 10080 slots of this schedule, at most 1000"):
+        check_schedule(
+            "alpha",
+            "job",
+            ScheduleSpec(cron="* * * * *"),
+            policy,
+            TASK,
+            limits=Limits(),
+            now_ns=NOW,
+            existing=0,
+            replaces=False,
+        )

@@ -17,7 +17,10 @@ from legion.contracts.errors import ConfigError
 from legion.contracts.names import validate_token
 from legion.contracts.scheduler import OVERLAP_POLICIES, SchedulePolicy, ScheduleSpec, ScheduleTask
 
-__all__ = ["Limits", "check_schedule", "spec_from_text"]
+__all__ = ["MAX_WINDOW_SLOTS", "Limits", "check_schedule", "spec_from_text"]
+
+MAX_WINDOW_SLOTS = 1000
+"""Slots a catch-up window may hold: planning walks them one by one (about 15 us each for cron)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,4 +106,10 @@ def check_schedule(
         )
     if timer.jitter_ns and timer.jitter_ns >= int(gap * NS):
         raise ConfigError(f"jitter_s {spec.jitter_s:g} must be shorter than the time between slots ({gap:g} s)")
+    in_window = policy.catch_up_window_s / gap
+    if in_window > MAX_WINDOW_SLOTS:
+        raise ConfigError(
+            f"catch_up_window_s {policy.catch_up_window_s:g} holds about {in_window:.0f} slots of this schedule, "
+            f"at most {MAX_WINDOW_SLOTS}: after downtime only the latest fires anyway; shorten the window"
+        )
     return timer
