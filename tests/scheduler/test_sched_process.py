@@ -146,3 +146,39 @@ async def _past(ns: int) -> None:
         done = loop.create_future()
         loop.call_later(delay, done.set_result, None)
         await done
+
+
+async def test_two_real_scheduler_processes_fire_each_slot_once(
+    world: tuple[TestFleet, SchedulerProcess],
+) -> None:
+    fleet, first = world
+    second = SchedulerProcess(first.fleet_dir, fleet.admin)
+    second.log = first.fleet_dir / "scheduler-2.log"
+    agents = [await fleet.add_agent(base) for base in ("alpha", "beta")]
+    fired: asyncio.Queue[ScheduleFired] = asyncio.Queue()
+
+    async def on_fired(msg: object) -> None:
+        event = decode(msg.data, msg.headers)  # type: ignore[attr-defined]
+        assert isinstance(event, ScheduleFired)
+        await fired.put(event)
+
+    await fleet.admin.subscribe(subj.EVENTS.render(source="scheduler", type="schedule.fired"), on_fired)
+    await first.start()
+    await second.start()
+    try:
+        at = (datetime.now(tz=UTC) + timedelta(seconds=3)).isoformat(timespec="seconds")
+        for agent in agents:
+            nc = await fleet.connect(agent.creds, name=agent.name)
+            for i in range(10):
+                req = CronSet(agent=agent.name, name=f"job{i}", schedule=f"at {at}", text="t", request_id=f"r{i}")
+                reply = await nc.request(subj.SCHEDULER.render(agent=agent.name, op="set"), req, timeout=10)
+                assert isinstance(reply, CronReply) and reply.ok, reply
+        keys = set()
+        for _ in range(20):
+            keys.add((await asyncio.wait_for(fired.get(), 30)).key)
+        assert len(keys) == 20
+        for agent in agents:
+            assert await inbox_count(fleet.admin, agent.name) == 10
+    finally:
+        if second.proc is not None:
+            await second.kill9()
