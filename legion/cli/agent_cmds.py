@@ -10,14 +10,12 @@ from typing import Annotated
 
 import typer
 
+from legion.cli import options
+from legion.cli.console.agents import TaskSpec, open_chat, run_task
 from legion.contracts.agent_events import SessionStep
-from legion.runtime.agent_console import TaskSpec, open_chat, run_task
 
 __all__ = ["register"]
 
-FleetDirOpt = Annotated[
-    Path, typer.Option("--fleet-dir", envvar="LEGION_FLEET_DIR", help="fleet directory (holds .legion/)")
-]
 _HELP = "/reset forgets this chat's history (memories stay), /steer TEXT steers the running task, /quit ends"
 
 
@@ -32,17 +30,17 @@ def _step_line(step: SessionStep) -> str | None:
 
 
 def task(
-    agent: Annotated[str, typer.Argument(help="agent name from legion.yaml")],
+    agent: options.AgentArg,
     text: Annotated[str, typer.Argument(help="what the agent should do")],
     *,
     wait: Annotated[bool, typer.Option("--wait", envvar="LEGION_TASK_WAIT", help="wait for the outcome")] = False,
-    as_json: Annotated[bool, typer.Option("--json", envvar="LEGION_JSON", help="print JSON")] = False,
+    as_json: options.JsonOpt = False,
     timeout: Annotated[
         float, typer.Option("--timeout", envvar="LEGION_TASK_TIMEOUT", help="seconds --wait waits")
     ] = 600.0,
-    fleet_dir: FleetDirOpt = Path("."),
 ) -> None:
     """Give AGENT a task; --wait prints its steps and the result (exit 1 if it failed or timed out)."""
+    fleet_dir = options.fleet_dir()
 
     def on_step(step: SessionStep) -> None:
         line = _step_line(step)
@@ -54,7 +52,9 @@ def task(
     if as_json:
         typer.echo(json.dumps(result.as_dict(), default=str))
     elif result.status == "sent":
-        typer.echo(f"task {result.task_id} sent to {agent} (trace {result.trace}); follow it with `legion tail -f`")
+        typer.echo(
+            f"task {result.task_id} sent to {agent} (trace {result.trace}); follow it with `{options.hint('tail -f')}`"
+        )
     elif result.status == "completed":
         typer.secho(f"task {result.task_id} completed in {result.iterations} rounds: {result.summary}", fg="green")
         if result.output is not None:
@@ -104,13 +104,13 @@ async def _chat(fleet_dir: Path, agent: str, session: str | None) -> None:
 
 
 def chat(
-    agent: Annotated[str, typer.Argument(help="agent name from legion.yaml")],
+    agent: options.AgentArg,
     session: Annotated[
         str | None, typer.Option("--session", envvar="LEGION_CHAT_SESSION", help="resume this chat session")
     ] = None,
-    fleet_dir: FleetDirOpt = Path("."),
 ) -> None:
     """Chat with AGENT; its answer streams as it is written. /reset, /steer TEXT, /quit."""
+    fleet_dir = options.fleet_dir()
     asyncio.run(_chat(fleet_dir, agent, session))
 
 
