@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from legion.cli import options
+from legion.cli import options, render
 from legion.cli.console.agents import TaskSpec, open_chat, run_task
 from legion.contracts.agent_events import SessionStep
 
@@ -45,7 +45,7 @@ def task(
     def on_step(step: SessionStep) -> None:
         line = _step_line(step)
         if line and not as_json:
-            typer.echo(line, err=True)
+            typer.echo(render.safe(line), err=True)
 
     spec = TaskSpec(fleet_dir=fleet_dir, agent=agent, text=text, wait=wait, timeout_s=timeout)
     result = asyncio.run(run_task(spec, on_step))
@@ -56,11 +56,12 @@ def task(
             f"task {result.task_id} sent to {agent} (trace {result.trace}); follow it with `{options.hint('tail -f')}`"
         )
     elif result.status == "completed":
-        typer.secho(f"task {result.task_id} completed in {result.iterations} rounds: {result.summary}", fg="green")
+        summary = render.safe(result.summary)
+        typer.secho(f"task {result.task_id} completed in {result.iterations} rounds: {summary}", fg="green")
         if result.output is not None:
             typer.echo(json.dumps(result.output, indent=2, default=str))
     else:
-        typer.secho(f"task {result.task_id} {result.status}: {result.reason}", fg="red", err=True)
+        typer.secho(f"task {result.task_id} {result.status}: {render.safe(result.reason)}", fg="red", err=True)
     if result.status in ("failed", "timeout"):
         raise typer.Exit(1)
 
@@ -92,15 +93,15 @@ async def _chat(fleet_dir: Path, agent: str, session: str | None) -> None:
 
             def on_delta(delta: str, streamed: list[str] = streamed) -> None:
                 streamed.append(delta)
-                sys.stdout.write(delta)
+                sys.stdout.write(render.safe(delta))
                 sys.stdout.flush()
 
             reply = await client.send(line, on_delta)
             if not streamed:
-                sys.stdout.write(reply.text)
+                sys.stdout.write(render.safe(reply.text))
             sys.stdout.write("\n")
             if reply.error:
-                typer.secho(f"({reply.error})", fg="red", err=True)
+                typer.secho(f"({render.safe(reply.error)})", fg="red", err=True)
 
 
 def chat(

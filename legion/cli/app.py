@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import sys
+import traceback
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +25,7 @@ from legion.contracts.errors import ConfigError
 from legion.contracts.schema import write_schemas
 from legion.runtime import fleet as launcher
 from legion.runtime import load_config, state_dir_of
+from legion.runtime.config import CONFIG_NAME
 from legion.runtime.fleet.state import FleetState
 from legion.runtime.host.logs import configure_logging
 
@@ -52,6 +55,7 @@ def _root(
 ) -> None:
     """Logs go to stderr; stdout is for command output. -C DIR picks the fleet (default: here)."""
     options.set_fleet_dir(fleet_dir)
+    options.set_debugging(log_level.lower() == "debug")
     configure_logging(level=log_level, json_lines=log_json)
 
 
@@ -86,7 +90,7 @@ def nats_config() -> None:
 # -- the fleet: init, up, down, ps, logs ----------------------------------------------------------
 def _echo_lines(lines: list[str], *, err: bool = False) -> None:
     for line in lines:
-        typer.echo(line, err=err)
+        typer.echo(render.safe(line), err=err)
 
 
 def _on_stale(stale: launcher.StaleCleanup, as_json: bool) -> None:
@@ -152,6 +156,20 @@ def _up_detached(fleet_dir: Path, as_json: bool) -> None:
         typer.echo(f"running in the background (launcher pid {state.launcher_pid}); `{stop}` stops it")
 
 
+def _require_fleet(fleet_dir: Path) -> None:
+    """`legion up` runs a fleet that exists: never an empty one by accident, never in a typo'd path."""
+    init = f"legion init {shlex.quote(str(fleet_dir))}"
+    if not fleet_dir.exists():
+        raise ConfigError(f"{fleet_dir} does not exist; check the path, or create a fleet there with `{init}`")
+    if not fleet_dir.is_dir():
+        raise ConfigError(f"{fleet_dir} is not a directory; give the fleet's directory with -C DIR")
+    if not (fleet_dir / CONFIG_NAME).is_file():
+        raise ConfigError(
+            f"no {CONFIG_NAME} in {fleet_dir}: this is not a fleet; create one with `{init}` "
+            f"(or point -C at the directory that holds {CONFIG_NAME})"
+        )
+
+
 @app.command()
 def up(
     as_json: JsonOpt = False,
@@ -167,7 +185,7 @@ def up(
     and every agent as supervised processes. Runs until Ctrl-C or `legion down`; -d runs it in the
     background and returns once every actor is healthy; --once stops after the report."""
     fleet_dir = options.fleet_dir()
-    fleet_dir = fleet_dir.resolve()
+    _require_fleet(fleet_dir)
     running = launcher.find_running(fleet_dir)
     if running is not None:
         typer.echo(running.message(fleet_dir, options.hint("down", fleet_dir)))
@@ -253,7 +271,7 @@ def logs(
         _echo_lines([f"{f.name} | {line}" if prefix else line for line in launcher.tail_lines(f.path, lines)])
     if follow:
         with contextlib.suppress(KeyboardInterrupt):
-            launcher.follow(files, lambda line: print(line, flush=True), prefix=prefix)
+            launcher.follow(files, lambda line: print(render.safe(line), flush=True), prefix=prefix)
 
 
 @app.command()
@@ -390,8 +408,22 @@ data_cmds.register(app)  # costs, bb, vault, doctor
 
 
 def main() -> None:
+    """Errors Legion knows print one line and exit 2; anything else prints one line naming the error
+    and exits 1 (its traceback only with --log-level debug, never over the user's screen)."""
     try:
         app(args=options.hoist_fleet_dir(sys.argv[1:]), prog_name="legion")
     except LegionError as exc:
-        typer.secho(f"legion: {exc}", fg="red", err=True)
+        typer.secho(f"legion: {render.safe(str(exc))}", fg="red", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for the user
+        if options.debugging():
+            traceback.print_exc()
+        typer.secho(
+            f"legion: unexpected error: {type(exc).__name__}: {render.safe(str(exc))} "
+            "(run with --log-level debug for the traceback, and please report it)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)

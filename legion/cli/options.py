@@ -26,14 +26,17 @@ __all__ = [
     "ProjectOpt",
     "SecretName",
     "TimeoutOpt",
+    "debugging",
     "fleet_dir",
     "hint",
     "hoist_fleet_dir",
+    "set_debugging",
     "set_fleet_dir",
 ]
 
 FLEET_FLAGS = ("-C", "--fleet-dir")
 _fleet_dir: ContextVar[Path] = ContextVar("legion_fleet_dir", default=Path("."))
+_debugging: ContextVar[bool] = ContextVar("legion_debugging", default=False)
 
 FleetDirRoot = Annotated[
     Path,
@@ -70,6 +73,15 @@ SecretName = Annotated[str, typer.Argument(help="the key's name as legion.yaml u
 
 def set_fleet_dir(path: Path) -> None:
     _fleet_dir.set(path)
+
+
+def set_debugging(on: bool) -> None:
+    _debugging.set(on)
+
+
+def debugging() -> bool:
+    """--log-level debug: unexpected errors show their traceback."""
+    return _debugging.get()
 
 
 def fleet_dir() -> Path:

@@ -4,6 +4,7 @@ state.json) show the same thing."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from types import TracebackType
@@ -20,7 +21,17 @@ from legion.contracts import contract_for
 from legion.contracts.ledger import CostsReport
 from legion.runtime.fleet.state import FleetState
 
-__all__ = ["DisplayMode", "ProgressDisplay", "display_mode", "format_age", "ps_table", "summary_text"]
+__all__ = [
+    "DisplayMode",
+    "ProgressDisplay",
+    "display_mode",
+    "format_age",
+    "print_costs",
+    "ps_table",
+    "safe",
+    "summary_text",
+    "tail_lines",
+]
 
 DisplayMode = Literal["live", "plain", "quiet"]
 _STYLE = {
@@ -140,6 +151,17 @@ def ps_table(rows: list[tuple[str, str, str, str, str, str]]) -> Table:
     return table
 
 
+# -- text from outside -----------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: str) -> str:
+    """``text`` with control characters (terminal escapes: ESC, title and erase sequences, C1
+    controls) shown as ``\\xNN``, so event fields, logs and model output cannot drive the terminal.
+    Newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 # -- legion tail -----------------------------------------------------------------------------------
 _SUMMARY_FIELDS = 4
 _SUMMARY_VALUE = 40
@@ -164,15 +186,15 @@ def _summary(data: Any) -> str:
 
 def _text_line(ev: TailEvent, color: bool) -> str:
     when = ev.time.replace("T", " ")
-    tag = ev.type or "?"
-    trace = ev.trace[:8] or "-"
+    tag = safe(ev.type or "?")
+    trace = safe(ev.trace[:8] or "-")
     if color:
         when = typer.style(when, dim=True)
         source = typer.style(f"{ev.source:<12}", fg="cyan")
         tag_s = typer.style(f"{tag:<22}", fg="yellow" if contract_for(ev.type) is None else "green")
         trace = typer.style(trace, fg="magenta")
-        return f"{when} {source} {tag_s} {trace:<8} {_summary(ev.data)}"
-    return f"{when} {ev.source:<12} {tag:<22} {trace:<8} {_summary(ev.data)}"
+        return f"{when} {source} {tag_s} {trace:<8} {safe(_summary(ev.data))}"
+    return safe(f"{when} {ev.source:<12} {tag:<22} {trace:<8} {_summary(ev.data)}")
 
 
 def tail_lines(events: list[TailEvent], *, as_json: bool, color: bool) -> list[str]:

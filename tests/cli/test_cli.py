@@ -74,6 +74,7 @@ def test_bad_config_exits_2_and_names_the_problem(tmp_path: Path, yaml_text: str
 
 @pytest.mark.nats
 def test_up_runs_until_interrupted_then_stops_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "legion.yaml").write_text("fleet: demo\n")
     proc = subprocess.Popen(
         [*LEGION, "up"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
     )

@@ -25,8 +25,9 @@ from nats.aio.msg import Msg
 
 from legion.broker import EVENTS, FleetAuth, credential_options, new_id
 from legion.broker.reader import ReadSpec, StreamReader
+from legion.broker.streams import MAX_MSG_BYTES
 from legion.cli.console.connect import admin
-from legion.contracts import ConfigError, ContractError, ExternalEvent, SourceName, contract_for, decode
+from legion.contracts import ConfigError, ContractError, ExternalEvent, SourceName, contract_for, decode, jsonbound
 from legion.contracts import headers as h
 from legion.contracts import subjects as subj
 from legion.contracts.base import Message
@@ -34,6 +35,7 @@ from legion.runtime.config import state_dir_of
 
 __all__ = [
     "BATCH",
+    "MAX_PAYLOAD_BYTES",
     "IngestCredential",
     "PublishSpec",
     "Published",
@@ -50,6 +52,9 @@ __all__ = [
 
 BATCH = 500
 """Messages per pull request."""
+MAX_PAYLOAD_BYTES = MAX_MSG_BYTES
+"""The largest event ``publish`` sends: the EVENTS stream's message size."""
+_PREVIEW = 200
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _ROOTS = tuple(".".join(t.pattern.split(".")[:2]) for t in (subj.EVENTS, subj.EXT))  # legion.events, legion.ext
@@ -144,12 +149,17 @@ class TailEvent(msgspec.Struct):
 
 
 def _event(msg: Msg) -> TailEvent:
+    """A stored message as an event; one that does not decode is shown as such, never skipped."""
     meta = msg.metadata
     hdrs = msg.headers or {}
     try:
-        data: Any = _any.decode(msg.data)
-    except msgspec.DecodeError:
-        data = msg.data.decode("utf-8", "replace")
+        data: Any = jsonbound.loads(msg.data, what="the event")
+    except ContractError as exc:
+        data = {
+            "undecodable": str(exc),
+            "bytes": len(msg.data),
+            "preview": msg.data[:_PREVIEW].decode("utf-8", "replace"),
+        }
     tag = hdrs.get(h.TYPE) or (data.get("type", "") if isinstance(data, dict) else "")
     when = meta.timestamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     seq = meta.sequence.stream
@@ -252,8 +262,14 @@ def _payload_bytes(payload: str) -> bytes:
         path = Path(payload[1:])
         if not path.is_file():
             raise ConfigError(f"payload file {path} does not exist (give JSON, or @file with a JSON document)")
+        size = path.stat().st_size
+        if size > MAX_PAYLOAD_BYTES:
+            raise ConfigError(
+                f"payload file {path} is {size} bytes; an event holds at most {MAX_PAYLOAD_BYTES} bytes "
+                "(the EVENTS stream's message size): store large data elsewhere and publish a reference"
+            )
         return path.read_bytes()
-    return payload.encode("utf-8")
+    return payload.encode("utf-8", "surrogateescape")
 
 
 def _check_subject(subject: str) -> bool:
@@ -274,9 +290,9 @@ def prepare_publish(spec: PublishSpec) -> tuple[Message, bytes, str]:
     external = _check_subject(spec.subject)
     raw = _payload_bytes(spec.payload)
     try:
-        body = _any.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ConfigError(f"payload is not valid JSON: {exc}") from None
+        body = jsonbound.loads(raw, what="the payload", max_bytes=MAX_PAYLOAD_BYTES)
+    except ContractError as exc:
+        raise ConfigError(f"{exc}; nothing was published") from None
     declared = body.get("type") if isinstance(body, dict) else None
     tag = spec.type or (declared if isinstance(declared, str) else None)
     if spec.type and declared and declared != spec.type:

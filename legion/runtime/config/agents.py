@@ -4,20 +4,19 @@ filters it subscribes to."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
 
 from legion.contracts import subjects as subj
-from legion.runtime.config.base import Strict, Token
+from legion.runtime.config.base import Strict, Token, Usd
 
 __all__ = ["AgentConfig", "Budget", "ProjectConfig", "ResourceLimits", "check_subscription"]
 
 
 class Budget(Strict):
-    daily_usd: Decimal | None = Field(default=None, ge=0)
-    monthly_usd: Decimal | None = Field(default=None, ge=0)
+    daily_usd: Usd | None = None
+    monthly_usd: Usd | None = None
 
 
 class ProjectConfig(Strict):

@@ -115,9 +115,18 @@ def load_config(fleet_dir: Path) -> FleetConfig:
     if not path.exists():
         return FleetConfig(fleet=_default_name(fleet_dir))
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: byte 0x{exc.object[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        raw: Any = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (fleet:, agents:, ...), got {type(raw).__name__}")
     raw.setdefault("fleet", _default_name(fleet_dir))
@@ -129,6 +138,26 @@ def load_config(fleet_dir: Path) -> FleetConfig:
     if clash:
         raise ConfigError(f"{path}: agents.{clash[0]}: {clash[0]!r} is reserved for a system actor; rename the agent")
     return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently, so
+    two agents with one name would merge into one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (first on line {seen[key] + 1}); "
+                    "each key may appear once: rename or merge the two entries",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _default_name(fleet_dir: Path) -> str:

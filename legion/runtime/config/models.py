@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
 
-from legion.runtime.config.base import Strict, Token
+from legion.runtime.config.base import Strict, Token, Usd
 
 __all__ = ["ModelConfig", "Price"]
 
@@ -15,14 +14,16 @@ __all__ = ["ModelConfig", "Price"]
 class Price(Strict):
     """USD per million tokens; overrides LiteLLM's price table (required for unknown models)."""
 
-    input_per_mtok: Decimal = Field(ge=0)
-    output_per_mtok: Decimal = Field(ge=0)
+    input_per_mtok: Usd
+    output_per_mtok: Usd
 
 
 class ModelConfig(Strict):
     """A model alias: what the vault passes to LiteLLM, and the key it uses (never given to agents)."""
 
-    model: str = Field(description="LiteLLM model name, e.g. openai/gpt-4o-mini")
+    model: str = Field(
+        min_length=1, pattern=r"\S", description="LiteLLM model name, e.g. openai/gpt-4o-mini (not empty)"
+    )
     api_base: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. a local server")
     key: str | None = Field(default=None, description="key name: the vault reads LEGION_SYSTEM_<KEY>")
     params: dict[str, Any] = Field(default_factory=dict, description="extra LiteLLM parameters")
