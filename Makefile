@@ -28,7 +28,7 @@ $(STAMP): $(BIN)/uv pyproject.toml uv.lock
 install: $(STAMP)
 
 up: $(STAMP)
-	$(BIN)/legion up $(FLEET)
+	$(BIN)/legion -C $(FLEET) up
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

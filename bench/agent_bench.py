@@ -4,7 +4,7 @@
 
 Starts its own nats-server (:class:`legion.testing.NatsTestServer`, temp dir, free port) and a fake
 OpenAI-compatible model (latency 0, always the same short text), runs the real ledger and vault in
-this process (``tests/agent/agent_rig.py``) and the agent as its own OS process. Measures:
+this process (``legion/testing/fleet.py``) and the agent as its own OS process. Measures:
 
 1. the agent process's memory: VmRSS right after its ActorStarted, after a few warm-up turns, after
    N chat turns (one conversation) and after N one-step tasks, the growth per turn; for scale the RSS of
@@ -62,9 +62,7 @@ from legion.contracts.agent_events import ChatReplied, TaskCompleted, TaskFailed
 from legion.testing import FakeLlmServer, NatsTestServer, Reply, TestFleet
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the vault imports LiteLLM: no price-map fetch
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.agent.agent_rig
-
-from tests.agent.agent_rig import AgentFleet, agent_fleet
+from legion.testing.fleet import AgentFleet, agent_fleet
 
 REPLY = "Noted, thank you."
 CHAT_SESSION = "bench"
@@ -231,7 +229,7 @@ async def measure(rig: AgentFleet, llm: FakeLlmServer, client: Broker, sizes: Si
     mem["idle"] = memory_kb(pid)
     progress(f"agent {rig.agent.name} started as pid {pid}, VmRSS {mem['idle']['VmRSS'] / MB:.1f} MB")
     gc.collect()  # the vault (LiteLLM) lives in this process: keep full collections out of the samples,
-    gc.freeze()  # as legion.runtime.process does for every actor process
+    gc.freeze()  # as legion.runtime.host.process does for every actor process
     outcomes = Outcomes()
     await rig.fleet.admin.subscribe(subj.EVENTS.wildcard(source=rig.agent.name), outcomes.on_msg)
     bench = Bench(rig=rig, llm=llm, client=client, outcomes=outcomes)

@@ -38,7 +38,10 @@ from typing import Any
 import yaml
 from _common import MB, arg_parser, finish, header, indented, median, proc_status, progress, start_run
 
-from legion.runtime.state import launcher_alive, read_launcher_pid, read_state, stop_leftovers, wait_gone
+from legion.runtime.fleet.backends.process import pid_of
+from legion.runtime.fleet.procs import wait_gone
+from legion.runtime.fleet.run import stop_fleet_leftovers
+from legion.runtime.fleet.state import launcher_alive, read_launcher_pid, read_state
 
 LEGION = [sys.executable, "-m", "legion"]
 TEMPLATE = "starter"  # its agent entry is copied N times
@@ -90,9 +93,11 @@ def stop_fleet(fleet: Path) -> None:
     try:
         pid = read_launcher_pid(fleet)
         if pid is not None and launcher_alive(pid):
-            subprocess.run([*LEGION, "down", str(fleet)], capture_output=True, timeout=DOWN_TIMEOUT_S, check=False)
+            subprocess.run(
+                [*LEGION, "-C", str(fleet), "down"], capture_output=True, timeout=DOWN_TIMEOUT_S, check=False
+            )
     finally:
-        if left := stop_leftovers(fleet.resolve()):
+        if left := stop_fleet_leftovers(fleet.resolve(), read_state(fleet.resolve())):
             progress(f"    stopped leftover processes of {fleet.name}: {left}")
 
 
@@ -120,12 +125,12 @@ def fleet_memory(fleet: Path) -> dict[str, Any]:
         raise RuntimeError(f"no state.json with a nats-server pid in {fleet}")
     mem: dict[str, Any] = {"launcher": memory_kb(state.launcher_pid), "nats": memory_kb(state.nats.pid), "agents": []}
     for name, rec in sorted(state.actors.items()):
-        if rec.pid is None:
-            raise RuntimeError(f"actor {name} has no pid in state.json")
+        if rec.ref is None:
+            raise RuntimeError(f"actor {name} has no process in state.json")
         if rec.kind == "agent":
-            mem["agents"].append(memory_kb(rec.pid))
+            mem["agents"].append(memory_kb(pid_of(rec.ref)))
         else:
-            mem[name] = memory_kb(rec.pid)
+            mem[name] = memory_kb(pid_of(rec.ref))
     return mem
 
 
@@ -138,7 +143,7 @@ def one_start(fleet: Path, n: int, *, cold: bool) -> dict[str, Any]:
         shutil.rmtree(fleet / ".legion", ignore_errors=True)
     try:
         started = time.time()
-        up_s = legion("up", "-d", str(fleet), timeout=UP_TIMEOUT_S)
+        up_s = legion("-C", str(fleet), "up", "-d", timeout=UP_TIMEOUT_S)
         state = read_state(fleet)
         if state is None or state.status != "running":
             raise RuntimeError(f"`legion up -d` returned but state.json does not say running: {state}")
@@ -154,8 +159,8 @@ def one_start(fleet: Path, n: int, *, cold: bool) -> dict[str, Any]:
             "agents_s": state.updated_at - system_ready,  # spawning every agent until each announced itself
         }
         mem = fleet_memory(fleet)
-        pids = [state.launcher_pid, state.nats.pid, *(rec.pid for rec in state.actors.values())]
-        down_s = legion("down", str(fleet), "--timeout", str(DOWN_TIMEOUT_S), timeout=DOWN_TIMEOUT_S + 30)
+        pids = [state.launcher_pid, state.nats.pid, *(pid_of(rec.ref) for rec in state.actors.values() if rec.ref)]
+        down_s = legion("-C", str(fleet), "down", "--timeout", str(DOWN_TIMEOUT_S), timeout=DOWN_TIMEOUT_S + 30)
         alive = [pid for pid in pids if pid and not wait_gone(pid, 5.0)]
         if alive:
             raise RuntimeError(f"still running after `legion down`: {alive}")

@@ -13,6 +13,7 @@ __all__ = [
     "EVENTS",
     "INBOX",
     "LEDGER",
+    "MAX_MSG_BYTES",
     "ConsumerSpec",
     "StreamSpec",
     "agent_events_consumer",
@@ -22,6 +23,10 @@ __all__ = [
 ]
 
 
+MAX_MSG_BYTES: Final = 1024 * 1024
+"""The largest message a Legion stream stores (and the embedded server's max_payload)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     name: str
@@ -29,7 +34,7 @@ class StreamSpec:
     retention: Literal["limits", "workqueue", "interest"] = "limits"
     max_age_s: float = 0.0  # 0: keep forever
     max_bytes: int = -1
-    max_msg_size: int = 1024 * 1024
+    max_msg_size: int = MAX_MSG_BYTES
     duplicate_window_s: float = 120.0
     allow_direct: bool = True
     description: str = ""

@@ -10,14 +10,12 @@ from typing import Annotated
 
 import typer
 
+from legion.cli import options, render
+from legion.cli.console.agents import TaskSpec, open_chat, run_task
 from legion.contracts.agent_events import SessionStep
-from legion.runtime.agent_console import TaskSpec, open_chat, run_task
 
 __all__ = ["register"]
 
-FleetDirOpt = Annotated[
-    Path, typer.Option("--fleet-dir", envvar="LEGION_FLEET_DIR", help="fleet directory (holds .legion/)")
-]
 _HELP = "/reset forgets this chat's history (memories stay), /steer TEXT steers the running task, /quit ends"
 
 
@@ -32,35 +30,38 @@ def _step_line(step: SessionStep) -> str | None:
 
 
 def task(
-    agent: Annotated[str, typer.Argument(help="agent name from legion.yaml")],
+    agent: options.AgentArg,
     text: Annotated[str, typer.Argument(help="what the agent should do")],
     *,
     wait: Annotated[bool, typer.Option("--wait", envvar="LEGION_TASK_WAIT", help="wait for the outcome")] = False,
-    as_json: Annotated[bool, typer.Option("--json", envvar="LEGION_JSON", help="print JSON")] = False,
+    as_json: options.JsonOpt = False,
     timeout: Annotated[
         float, typer.Option("--timeout", envvar="LEGION_TASK_TIMEOUT", help="seconds --wait waits")
     ] = 600.0,
-    fleet_dir: FleetDirOpt = Path("."),
 ) -> None:
     """Give AGENT a task; --wait prints its steps and the result (exit 1 if it failed or timed out)."""
+    fleet_dir = options.fleet_dir()
 
     def on_step(step: SessionStep) -> None:
         line = _step_line(step)
         if line and not as_json:
-            typer.echo(line, err=True)
+            typer.echo(render.safe(line), err=True)
 
     spec = TaskSpec(fleet_dir=fleet_dir, agent=agent, text=text, wait=wait, timeout_s=timeout)
     result = asyncio.run(run_task(spec, on_step))
     if as_json:
         typer.echo(json.dumps(result.as_dict(), default=str))
     elif result.status == "sent":
-        typer.echo(f"task {result.task_id} sent to {agent} (trace {result.trace}); follow it with `legion tail -f`")
+        typer.echo(
+            f"task {result.task_id} sent to {agent} (trace {result.trace}); follow it with `{options.hint('tail -f')}`"
+        )
     elif result.status == "completed":
-        typer.secho(f"task {result.task_id} completed in {result.iterations} rounds: {result.summary}", fg="green")
+        summary = render.safe(result.summary)
+        typer.secho(f"task {result.task_id} completed in {result.iterations} rounds: {summary}", fg="green")
         if result.output is not None:
             typer.echo(json.dumps(result.output, indent=2, default=str))
     else:
-        typer.secho(f"task {result.task_id} {result.status}: {result.reason}", fg="red", err=True)
+        typer.secho(f"task {result.task_id} {result.status}: {render.safe(result.reason)}", fg="red", err=True)
     if result.status in ("failed", "timeout"):
         raise typer.Exit(1)
 
@@ -92,25 +93,25 @@ async def _chat(fleet_dir: Path, agent: str, session: str | None) -> None:
 
             def on_delta(delta: str, streamed: list[str] = streamed) -> None:
                 streamed.append(delta)
-                sys.stdout.write(delta)
+                sys.stdout.write(render.safe(delta))
                 sys.stdout.flush()
 
             reply = await client.send(line, on_delta)
             if not streamed:
-                sys.stdout.write(reply.text)
+                sys.stdout.write(render.safe(reply.text))
             sys.stdout.write("\n")
             if reply.error:
-                typer.secho(f"({reply.error})", fg="red", err=True)
+                typer.secho(f"({render.safe(reply.error)})", fg="red", err=True)
 
 
 def chat(
-    agent: Annotated[str, typer.Argument(help="agent name from legion.yaml")],
+    agent: options.AgentArg,
     session: Annotated[
         str | None, typer.Option("--session", envvar="LEGION_CHAT_SESSION", help="resume this chat session")
     ] = None,
-    fleet_dir: FleetDirOpt = Path("."),
 ) -> None:
     """Chat with AGENT; its answer streams as it is written. /reset, /steer TEXT, /quit."""
+    fleet_dir = options.fleet_dir()
     asyncio.run(_chat(fleet_dir, agent, session))
 
 

@@ -14,34 +14,17 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
+from legion.cli import options, render
+from legion.cli.console import data, doctor, secrets
 from legion.contracts.errors import ConfigError
-from legion.runtime import data, doctor, secrets
 from legion.runtime.config import load_config
 
 __all__ = ["register"]
 
-FleetArg = Annotated[
-    Path, typer.Argument(envvar="LEGION_FLEET_DIR", help="fleet directory (holds legion.yaml and .legion/)")
-]
-FleetDirOpt = Annotated[
-    Path, typer.Option("--fleet-dir", envvar="LEGION_FLEET_DIR", help="fleet directory (holds legion.yaml)")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", envvar="LEGION_JSON", help="print JSON instead of text")]
-ProjectOpt = Annotated[
-    str | None,
-    typer.Option("--project", envvar="LEGION_PROJECT", help="project (blackboard); default: the fleet's only one"),
-]
-KindOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--system/--credential",
-        envvar="LEGION_VAULT_SYSTEM",
-        help="a provider key (LEGION_SYSTEM_<NAME>) or an agent credential (LEGION_CRED_<NAME>); "
-        "default: --credential if legion.yaml uses NAME only as an agent credential, else --system",
-        show_default=False,
-    ),
-]
-SecretName = Annotated[str, typer.Argument(help="the key's name as legion.yaml uses it, e.g. openai")]
+JsonOpt = options.JsonOpt
+ProjectOpt = options.ProjectOpt
+KindOpt = options.KindOpt
+SecretName = options.SecretName
 
 
 def _fail(message: str) -> typer.Exit:
@@ -59,7 +42,6 @@ def _echo_json(value: object) -> None:
 
 # -- costs --------------------------------------------------------------------------------------------
 def costs(
-    fleet_dir: FleetArg = Path("."),
     agent: Annotated[str | None, typer.Option("--agent", envvar="LEGION_COSTS_AGENT", help="only this agent")] = None,
     project: Annotated[
         str | None, typer.Option("--project", envvar="LEGION_COSTS_PROJECT", help="only this project")
@@ -70,6 +52,7 @@ def costs(
     as_json: JsonOpt = False,
 ) -> None:
     """Spend per agent, project and model, by day or month, from the running fleet's ledger."""
+    fleet_dir = options.fleet_dir()
     period = by.lower()
     if period not in ("day", "month"):
         raise _fail(f"--by {by!r} is invalid: give day or month")
@@ -82,7 +65,7 @@ def costs(
     if as_json:
         typer.echo(data.costs_json(report))
     else:
-        data.print_costs(report, Console(), by=grouped)
+        render.print_costs(report, Console(), by=grouped)
 
 
 # -- blackboard -----------------------------------------------------------------------------------------
@@ -109,10 +92,10 @@ def _print_entry(entry: data.BbEntry, as_json: bool) -> None:
 def bb_get(
     key: Annotated[str, typer.Argument(help="the key, e.g. tasks.t1")],
     project: ProjectOpt = None,
-    fleet_dir: FleetDirOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Print KEY's value (JSON) and revision."""
+    fleet_dir = options.fleet_dir()
 
     async def work(board: data.Blackboard) -> None:
         entry = await board.get(key)
@@ -130,10 +113,10 @@ def bb_put(
     key: Annotated[str, typer.Argument(help="the key, e.g. tasks.t1")],
     value: Annotated[str, typer.Argument(help="JSON, a plain string (stored as a JSON string), or @file")],
     project: ProjectOpt = None,
-    fleet_dir: FleetDirOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Write KEY (last writer wins) and print the new revision."""
+    fleet_dir = options.fleet_dir()
 
     async def work(board: data.Blackboard) -> None:
         revision = await board.put(key, value)
@@ -145,14 +128,33 @@ def bb_put(
     _bb(fleet_dir, project, work)
 
 
+@bb_app.command("rm")
+def bb_rm(
+    key: Annotated[str, typer.Argument(help="the key, e.g. tasks.t1")],
+    project: ProjectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete KEY (its history stays: `legion bb history KEY`)."""
+    fleet_dir = options.fleet_dir()
+
+    async def work(board: data.Blackboard) -> None:
+        await board.delete(key)
+        if as_json:
+            _echo_json({"key": key, "project": board.project, "deleted": True})
+        else:
+            typer.echo(f"{key}: deleted")
+
+    _bb(fleet_dir, project, work)
+
+
 @bb_app.command("ls")
 def bb_ls(
     prefix: Annotated[str, typer.Argument(help="only KEY==PREFIX and keys under PREFIX.")] = "",
     project: ProjectOpt = None,
-    fleet_dir: FleetDirOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """List the keys (deleted ones are left out)."""
+    fleet_dir = options.fleet_dir()
 
     async def work(board: data.Blackboard) -> None:
         keys = await board.keys(prefix)
@@ -169,10 +171,10 @@ def bb_ls(
 def bb_history(
     key: Annotated[str, typer.Argument(help="the key, e.g. tasks.t1")],
     project: ProjectOpt = None,
-    fleet_dir: FleetDirOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Every revision the bucket keeps of KEY, oldest first."""
+    fleet_dir = options.fleet_dir()
 
     async def work(board: data.Blackboard) -> None:
         for entry in await board.history(key):
@@ -185,10 +187,10 @@ def bb_history(
 def bb_watch(
     key_or_prefix: Annotated[str, typer.Argument(help="a key, or a prefix (its keys); default: every key")] = "",
     project: ProjectOpt = None,
-    fleet_dir: FleetDirOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Print every change from now on, one line each, until Ctrl-C."""
+    fleet_dir = options.fleet_dir()
 
     async def work(board: data.Blackboard) -> None:
         def ready() -> None:
@@ -222,9 +224,9 @@ def vault_add(
     force: Annotated[bool, typer.Option("--force", envvar="LEGION_VAULT_FORCE", help="replace an existing value")] = (
         False
     ),
-    fleet_dir: FleetDirOpt = Path("."),
 ) -> None:
     """Store a secret in <fleet>/.env (mode 0600); the value is asked for hidden, or read from stdin."""
+    fleet_dir = options.fleet_dir()
     secrets.validate_secret_name(name)
     if value_stdin:
         value = sys.stdin.read()
@@ -236,12 +238,13 @@ def vault_add(
     verb = "replaced" if change.replaced else "added"
     label = "provider key" if change.kind == "system" else "agent credential"
     typer.echo(f"{verb} {label} {change.name} as {change.env_var} in {change.path} (mode 0600)")
-    typer.echo(secrets.RESTART_HINT)
+    typer.echo(secrets.restart_hint(fleet_dir))
 
 
 @vault_app.command("ls")
-def vault_ls(fleet_dir: FleetDirOpt = Path("."), as_json: JsonOpt = False) -> None:
+def vault_ls(as_json: JsonOpt = False) -> None:
     """Names, kind, where set and who uses each secret (never a value)."""
+    fleet_dir = options.fleet_dir()
     try:
         config = load_config(fleet_dir.resolve())
     except ConfigError as exc:
@@ -276,17 +279,19 @@ def vault_ls(fleet_dir: FleetDirOpt = Path("."), as_json: JsonOpt = False) -> No
 
 
 @vault_app.command("rm")
-def vault_rm(name: SecretName, kind: KindOpt = None, fleet_dir: FleetDirOpt = Path(".")) -> None:
+def vault_rm(name: SecretName, kind: KindOpt = None) -> None:
     """Remove a secret's line from <fleet>/.env (other lines stay as they are)."""
+    fleet_dir = options.fleet_dir()
     change = secrets.remove_secret(fleet_dir, name, kind=_kind(kind))
     _warn(change.warnings)
     typer.echo(f"removed {change.env_var} from {change.path}")
-    typer.echo(secrets.RESTART_HINT)
+    typer.echo(secrets.restart_hint(fleet_dir))
 
 
 # -- doctor -----------------------------------------------------------------------------------------------
-def doctor_cmd(fleet_dir: FleetArg = Path("."), as_json: JsonOpt = False) -> None:
+def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Check this machine and fleet directory: Python, nats-server, Docker, legion.yaml, keys, .env, port, disk."""
+    fleet_dir = options.fleet_dir()
     report = doctor.run_doctor(fleet_dir)
     if as_json:
         typer.echo(report.as_json())

@@ -14,6 +14,7 @@ __all__ = [
     "LegionError",
     "NotFound",
     "PermissionDenied",
+    "Refused",
     "RequestTimeout",
     "Unavailable",
 ]
@@ -23,6 +24,12 @@ class LegionError(Exception):
     """Root of every error Legion raises."""
 
     retryable: bool = False
+
+
+class Refused(LegionError):
+    """Control flow, not a fault: a request refused on purpose, which the code that catches it turns
+    into a typed answer (a tool error the model reads, a denied or refused call). Catch it before a
+    broad ``except LegionError``."""
 
 
 class ConfigError(LegionError):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from legion.contracts.base import Event
+from legion.contracts.base import Event, Reply, Request
 
-__all__ = ["ActorStarted", "ActorStopped", "DeadLettered", "Heartbeat"]
+__all__ = ["ActorStarted", "ActorStopped", "DeadLettered", "Heartbeat", "RestartActor", "RestartReply"]
 
 
 class ActorStarted(Event, frozen=True, kw_only=True, tag="actor.started.v1"):
@@ -38,3 +38,15 @@ class DeadLettered(Event, frozen=True, kw_only=True, tag="deadletter.v1"):
     deliveries: int
     error: str
     message_type: str = ""
+
+
+class RestartActor(Request, frozen=True, kw_only=True, tag="fleet.restart.v1"):
+    """Asks the launcher (``legion.control.launcher.restart``) to restart one actor now."""
+
+    actor: str
+
+
+class RestartReply(Reply, frozen=True, kw_only=True, tag="fleet.restart.reply.v1"):
+    actor: str
+    ok: bool
+    message: str = ""

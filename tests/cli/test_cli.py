@@ -34,7 +34,7 @@ def test_contracts_schema_writes_one_file_per_contract(tmp_path: Path) -> None:
 @pytest.mark.nats
 def test_up_once_provisions_and_reports_healthy_idempotently(tmp_path: Path) -> None:
     (tmp_path / "legion.yaml").write_text("fleet: demo\nagents:\n  alpha:\n    projects: [p1]\n")
-    first = _run("up", "--once", "--json", ".", cwd=tmp_path)
+    first = _run("up", "--once", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     health = json.loads(first.stdout)
     assert health["status"] == "healthy"
@@ -44,7 +44,7 @@ def test_up_once_provisions_and_reports_healthy_idempotently(tmp_path: Path) -> 
     assert "bucket bb_p1" in health["provisioned"]["created"]
     creds = tmp_path / ".legion" / "creds" / "alpha.creds"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
-    second = _run("up", "--once", "--json", ".", cwd=tmp_path)
+    second = _run("up", "--once", "--json", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
     assert again["provisioned"] == {"created": [], "updated": []}
@@ -65,7 +65,7 @@ def test_up_once_provisions_and_reports_healthy_idempotently(tmp_path: Path) -> 
 )
 def test_bad_config_exits_2_and_names_the_problem(tmp_path: Path, yaml_text: str, expected: str) -> None:
     (tmp_path / "legion.yaml").write_text(yaml_text)
-    result = _run("up", "--once", ".", cwd=tmp_path, timeout=30)
+    result = _run("up", "--once", cwd=tmp_path, timeout=30)
     assert result.returncode == 2
     assert expected in result.stderr
     assert "legion.yaml" in result.stderr
@@ -74,8 +74,9 @@ def test_bad_config_exits_2_and_names_the_problem(tmp_path: Path, yaml_text: str
 
 @pytest.mark.nats
 def test_up_runs_until_interrupted_then_stops_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "legion.yaml").write_text("fleet: demo\n")
     proc = subprocess.Popen(
-        [*LEGION, "up", "."], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+        [*LEGION, "up"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
     )
     try:
         assert proc.stdout is not None
@@ -100,14 +101,14 @@ def test_up_runs_until_interrupted_then_stops_cleanly(tmp_path: Path) -> None:
 async def test_up_connects_to_an_external_nats_configured_with_nats_config(tmp_path: Path) -> None:
     fleet = tmp_path / "fleet"
     fleet.mkdir()
-    block = _run("nats", "config", ".", cwd=fleet)
+    block = _run("nats", "config", cwd=fleet)
     assert block.returncode == 0, block.stderr
     assert "resolver_preload" in block.stdout
     external = EmbeddedNats(NatsServerSpec(state_dir=tmp_path / "ops", auth_config=block.stdout))
     url = await external.start()
     try:
         (fleet / "legion.yaml").write_text(f"nats:\n  url: {url}\nagents:\n  alpha: {{}}\n")
-        result = _run("up", "--once", "--json", ".", cwd=fleet)
+        result = _run("up", "--once", "--json", cwd=fleet)
         assert result.returncode == 0, result.stderr
         health = json.loads(result.stdout)
         assert health["embedded"] is False

@@ -19,7 +19,7 @@ from legion.broker import Broker, ConnectSpec
 from legion.contracts import Commit, LedgerAck, Reserve, Reserved
 from legion.contracts import subjects as subj
 from legion.runtime import FleetNats
-from legion.runtime.host import ActorHost
+from legion.runtime.host.actor_host import ActorHost
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
 
@@ -112,7 +112,7 @@ async def test_costs_json_reports_the_ledgers_rows_and_total(fleet: FleetNats, l
 async def test_costs_prints_a_table_with_totals(fleet: FleetNats, ledger: Broker) -> None:
     await _spend(ledger, "alpha", "0.125")
     await _spend(ledger, "beta", "0.375")
-    result = await _arun("costs", str(fleet.fleet_dir), cwd=fleet.fleet_dir.parent)
+    result = await _arun("-C", str(fleet.fleet_dir), "costs", cwd=fleet.fleet_dir.parent)
     assert result.returncode == 0, result.stderr
     assert "alpha" in result.stdout and "beta" in result.stdout
     [total] = [line for line in result.stdout.splitlines() if "total" in line]
@@ -232,7 +232,7 @@ async def test_bb_watch_prints_changes_until_terminated(fleet: FleetNats) -> Non
 
 
 async def test_doctor_sees_the_running_fleet_on_its_port(fleet: FleetNats) -> None:
-    result = await _arun("doctor", ".", cwd=fleet.fleet_dir)
+    result = await _arun("doctor", cwd=fleet.fleet_dir)
     [line] = [line for line in result.stdout.splitlines() if "nats port" in line]
     assert line.startswith("ok") and "this fleet's running server" in line, line
 
@@ -241,8 +241,8 @@ async def test_doctor_sees_the_running_fleet_on_its_port(fleet: FleetNats) -> No
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_an_offline_model_call_through_the_launched_fleet_shows_in_costs(tmp_path: Path) -> None:
-    from legion.actors.launcher import Launcher, SupervisorSpec  # noqa: PLC0415 - only this test needs it
     from legion.contracts import LlmReply, LlmRequest  # noqa: PLC0415
+    from legion.runtime.fleet import Launcher, SupervisorSpec  # noqa: PLC0415 - only this test needs it
 
     (tmp_path / "legion.yaml").write_text(
         "models:\n  local: {model: legion/offline}\nagents:\n  alpha: {model: local, projects: [p1]}\n"

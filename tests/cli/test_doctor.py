@@ -40,7 +40,7 @@ def _good(tmp_path: Path) -> Path:
 def test_a_good_fleet_dir_passes_and_every_check_is_reported(tmp_path: Path) -> None:
     fleet = _good(tmp_path)
     secret = (fleet / ".env").read_text().split("=", 1)[1].strip()
-    result = _run("doctor", ".", cwd=fleet)
+    result = _run("doctor", cwd=fleet)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     for check in CHECKS:
@@ -52,7 +52,7 @@ def test_a_good_fleet_dir_passes_and_every_check_is_reported(tmp_path: Path) -> 
 
 def test_json_output_lists_the_checks(tmp_path: Path) -> None:
     fleet = _good(tmp_path)
-    result = CliRunner().invoke(app, ["doctor", str(fleet), "--json"])
+    result = CliRunner().invoke(app, ["-C", str(fleet), "doctor", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["ok"] is True
@@ -61,7 +61,7 @@ def test_json_output_lists_the_checks(tmp_path: Path) -> None:
 
 def test_a_bad_legion_yaml_is_reported_and_fails(tmp_path: Path) -> None:
     (tmp_path / "legion.yaml").write_text("agents:\n  alpha:\n    rol: x\n")
-    result = _run("doctor", str(tmp_path), cwd=tmp_path)
+    result = _run("-C", str(tmp_path), "doctor", cwd=tmp_path)
     assert result.returncode == 1
     assert "fail  legion.yaml" in result.stdout
     assert "agents.alpha.rol: unknown key 'rol'" in result.stdout
@@ -70,19 +70,19 @@ def test_a_bad_legion_yaml_is_reported_and_fails(tmp_path: Path) -> None:
 def test_a_missing_key_is_reported_by_name(tmp_path: Path) -> None:
     fleet = _good(tmp_path)
     (fleet / ".env").unlink()
-    result = _run("doctor", ".", cwd=fleet)
+    result = _run("doctor", cwd=fleet)
     assert result.returncode == 1
     [line] = [line for line in result.stdout.splitlines() if "model key openai" in line]
     assert line.startswith("fail")
     assert "LEGION_SYSTEM_OPENAI" in line and "model main" in line and "legion vault add openai" in line
-    from_env = _run("doctor", ".", cwd=fleet, env={"LEGION_SYSTEM_OPENAI": "sk-from-the-environment"})
+    from_env = _run("doctor", cwd=fleet, env={"LEGION_SYSTEM_OPENAI": "sk-from-the-environment"})
     assert from_env.returncode == 0, from_env.stdout
     assert "sk-from-the-environment" not in from_env.stdout
 
 
 def test_offline_models_need_no_key(tmp_path: Path) -> None:
     (tmp_path / "legion.yaml").write_text("models:\n  m: {model: legion/offline}\nagents:\n  a: {model: m}\n")
-    result = _run("doctor", ".", cwd=tmp_path)
+    result = _run("doctor", cwd=tmp_path)
     assert result.returncode == 0, result.stdout
     assert "none needed" in result.stdout
 
@@ -90,7 +90,7 @@ def test_offline_models_need_no_key(tmp_path: Path) -> None:
 def test_a_readable_env_file_fails(tmp_path: Path) -> None:
     fleet = _good(tmp_path)
     (fleet / ".env").chmod(0o644)
-    result = _run("doctor", ".", cwd=fleet)
+    result = _run("doctor", cwd=fleet)
     assert result.returncode == 1
     assert any(line.startswith("fail  .env") and "chmod 600" in line for line in result.stdout.splitlines())
 
@@ -106,7 +106,7 @@ def test_a_port_taken_by_another_program_is_reported(tmp_path: Path, configured:
         else:
             (tmp_path / ".legion" / "nats").mkdir(parents=True)
             (tmp_path / ".legion" / "nats" / "port").write_text(f"{port}\n")
-        result = _run("doctor", ".", cwd=tmp_path)
+        result = _run("doctor", cwd=tmp_path)
     [line] = [line for line in result.stdout.splitlines() if "nats port" in line]
     assert str(port) in line
     assert line.startswith("fail" if configured else "warn"), line

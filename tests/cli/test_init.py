@@ -12,8 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from legion.cli import app
+from legion.cli.console.init import TEMPLATES
 from legion.runtime import load_config
-from legion.runtime.init import TEMPLATES
 
 REPO = Path(__file__).resolve().parents[2]
 AGENTS = {"starter": ["starter"], "devteam": ["pm", "engineer", "reviewer"], "research": ["researcher", "analyst"]}

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from legion.broker import Broker, ConnectSpec
-from legion.runtime.state import read_state, wait_gone
+from legion.runtime.fleet.backends.process import pid_of
+from legion.runtime.fleet.procs import wait_gone
+from legion.runtime.fleet.state import read_state
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -35,7 +37,7 @@ def _legion(*args: str, timeout: float = 180, env: dict[str, str] | None = None)
 
 def _up(fleet: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LEGION_SYSTEM_OPENAI": SECRET, "LEGION_CRED_GITHUB": CRED}
-    result = _legion("up", "-d", str(fleet), *extra, env=env)
+    result = _legion("-C", str(fleet), "up", "-d", *extra, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -43,7 +45,7 @@ def _up(fleet: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def _pids(fleet: Path) -> dict[str, int]:
     state = read_state(fleet)
     assert state is not None
-    pids = {name: rec.pid for name, rec in state.actors.items() if rec.pid}
+    pids = {name: pid_of(rec.ref) for name, rec in state.actors.items() if rec.ref}
     if state.nats.pid:
         pids["nats"] = state.nats.pid
     return {"launcher": state.launcher_pid, **pids}
@@ -63,7 +65,7 @@ def _new_fleet(root: Path, name: str) -> Path:
 
 def _force_down(fleet: Path) -> None:
     if (fleet / ".legion" / "run" / "launcher.pid").exists():
-        _legion("down", str(fleet), timeout=90)
+        _legion("-C", str(fleet), "down", timeout=90)
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +104,18 @@ def test_a_second_up_says_already_running_and_touches_nothing(running: Path, det
     before = _pids(running)
     state = read_state(running)
     assert state is not None
-    result = _legion("up", *(["-d"] if detach else []), str(running), timeout=30)
+    result = _legion("-C", str(running), "up", *(["-d"] if detach else []), timeout=30)
     assert result.returncode == 0, result.stderr
     expected = (
-        f"fleet {state.fleet} is already running (pid {before['launcher']}, {state.nats.url}); `legion down` stops it"
+        f"fleet {state.fleet} is already running (pid {before['launcher']}, {state.nats.url}); "
+        f"`legion -C {running} down` stops it"
     )
     assert result.stdout.strip() == expected
     assert _pids(running) == before
 
 
 def test_ps_json_lists_every_actor_alive(running: Path) -> None:
-    result = _legion("ps", str(running), "--json", timeout=30)
+    result = _legion("-C", str(running), "ps", "--json", timeout=30)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["running"] is True
@@ -122,21 +125,21 @@ def test_ps_json_lists_every_actor_alive(running: Path) -> None:
     assert set(rows) == {"nats", "ledger", "vault", "starter"}
     assert all(row["alive"] and row["state"] == "healthy" and row["uptime_s"] >= 0 for row in rows.values()), rows
     assert rows["starter"]["kind"] == "agent"
-    assert rows["starter"]["pid"] == _pids(running)["starter"]
-    text = _legion("ps", str(running), timeout=30)
+    assert rows["starter"]["id"] == str(_pids(running)["starter"])
+    text = _legion("-C", str(running), "ps", timeout=30)
     assert text.returncode == 0
     assert "starter" in text.stdout and "healthy" in text.stdout
 
 
 def test_logs_prints_the_last_lines_of_an_actor_or_of_all(running: Path) -> None:
-    one = _legion("logs", "vault", str(running), "-n", "3", timeout=30)
+    one = _legion("-C", str(running), "logs", "vault", "-n", "3", timeout=30)
     assert one.returncode == 0, one.stderr
     assert 0 < len(one.stdout.splitlines()) <= 3
-    every = _legion("logs", str(running), "-n", "2", timeout=30)
+    every = _legion("-C", str(running), "logs", "-n", "2", timeout=30)
     assert every.returncode == 0, every.stderr
     prefixes = {line.split(" | ", 1)[0].strip() for line in every.stdout.splitlines()}
     assert {"launcher", "nats-server", "ledger", "vault", "starter"} <= prefixes
-    missing = _legion("logs", "nobody", str(running), timeout=30)
+    missing = _legion("-C", str(running), "logs", "nobody", timeout=30)
     assert missing.returncode == 2
     assert "no log for 'nobody'" in missing.stderr
 
@@ -144,7 +147,7 @@ def test_logs_prints_the_last_lines_of_an_actor_or_of_all(running: Path) -> None
 def test_logs_follow_prints_appended_lines_until_terminated(running: Path) -> None:
     log = running / ".legion" / "logs" / "starter.log"
     proc = subprocess.Popen(
-        [*LEGION, "logs", "starter", str(running), "-f", "-n", "0"], stdout=subprocess.PIPE, text=True
+        [*LEGION, "-C", str(running), "logs", "starter", "-f", "-n", "0"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
@@ -171,16 +174,16 @@ def test_down_stops_every_process_and_removes_the_pid_file(tmp_path: Path) -> No
         _up(fleet)
         pids = _pids(fleet)
         assert set(pids) == {"launcher", "nats", "ledger", "vault", "starter"}
-        result = _legion("down", str(fleet), timeout=90)
+        result = _legion("-C", str(fleet), "down", timeout=90)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().endswith("stopped")
         alive = [name for name, pid in pids.items() if not wait_gone(pid, 0)]
         assert not alive, f"still running after `legion down`: {alive}"
         assert not (fleet / ".legion" / "run" / "launcher.pid").exists()
-        ps = _legion("ps", str(fleet), "--json", timeout=30)
+        ps = _legion("-C", str(fleet), "ps", "--json", timeout=30)
         assert ps.returncode == 1
         assert json.loads(ps.stdout) == {"running": False}
-        again = _legion("down", str(fleet), timeout=30)
+        again = _legion("-C", str(fleet), "down", timeout=30)
         assert again.returncode == 0
         assert "is not running" in again.stdout
     finally:
@@ -208,9 +211,9 @@ def test_up_after_a_killed_launcher_cleans_up_and_keeps_the_history(tmp_path: Pa
         os.kill(old["launcher"], signal.SIGKILL)
         assert wait_gone(old["launcher"], 10)
         assert wait_gone(old["vault"], 0) is False, "its actors outlive it (own sessions)"
-        ps = _legion("ps", str(fleet), timeout=30)
+        ps = _legion("-C", str(fleet), "ps", timeout=30)
         assert ps.returncode == 1
-        assert "legion down" in ps.stdout
+        assert re.search(r"`legion( -C \S+)? down` cleans up", ps.stdout), ps.stdout
         result = _up(fleet)
         assert "cleaned up after a launcher that did not stop" in result.stdout
         leftovers = [name for name, pid in old.items() if not wait_gone(pid, 0)]
@@ -233,7 +236,7 @@ def test_up_after_a_killed_launcher_cleans_up_and_keeps_the_history(tmp_path: Pa
 )
 def test_up_detach_with_a_bad_config_exits_2_before_starting(tmp_path: Path, yaml_text: str, expected: str) -> None:
     (tmp_path / "legion.yaml").write_text(yaml_text)
-    result = _legion("up", "-d", str(tmp_path), timeout=30)
+    result = _legion("-C", str(tmp_path), "up", "-d", timeout=30)
     assert result.returncode == 2
     assert expected in result.stderr
     assert str(tmp_path / "legion.yaml") in result.stderr
@@ -246,7 +249,7 @@ def test_up_detach_reports_a_launcher_that_dies_with_its_log(tmp_path: Path) -> 
         taken.listen()
         port = taken.getsockname()[1]
         (tmp_path / "legion.yaml").write_text(f"nats:\n  port: {port}\n")
-        result = _legion("up", "-d", str(tmp_path), timeout=60)
+        result = _legion("-C", str(tmp_path), "up", "-d", timeout=60)
     assert result.returncode == 1
     assert "the launcher exited with code 2 before the fleet was healthy" in result.stderr
     assert "address already in use" in result.stderr, "the tail of launcher.log is shown"
@@ -259,13 +262,13 @@ def test_an_agent_with_an_invalid_tool_list_fails_up_at_once_without_restarts(tm
     config = fleet / "legion.yaml"
     config.write_text(config.read_text().replace("    model: default\n", "    model: default\n    tools: [nope]\n", 1))
     try:
-        result = _legion("up", "-d", str(fleet))
+        result = _legion("-C", str(fleet), "up", "-d")
         assert result.returncode == 1
         assert "starter could not start: its configuration is invalid" in result.stdout + result.stderr
         log = (fleet / ".legion" / "logs" / "starter.log").read_text()
         assert log.count("unknown tool or group 'nope'") == 1  # started once, not restarted
     finally:
-        _legion("down", str(fleet))
+        _legion("-C", str(fleet), "down")
 
 
 def test_agent_processes_run_under_the_configured_resource_limits(tmp_path: Path) -> None:
@@ -280,4 +283,4 @@ def test_agent_processes_run_under_the_configured_resource_limits(tmp_path: Path
         vault = Path(f"/proc/{_pids(fleet)['vault']}/limits").read_text()
         assert not re.search(r"Max open files\s+256\s", vault)  # only agents are limited
     finally:
-        _legion("down", str(fleet))
+        _legion("-C", str(fleet), "down")

@@ -34,7 +34,7 @@ def fleet(tmp_path: Path) -> Iterator[Path]:
     where = tmp_path / "myfleet"
     ok("init", str(where))
     yield where
-    legion("down", str(where), timeout=120)  # whatever the test did, nothing is left running
+    legion("-C", str(where), "down", timeout=120)  # whatever the test did, nothing is left running
 
 
 def tail_json(fleet: Path) -> list[dict[str, object]]:
@@ -43,8 +43,8 @@ def tail_json(fleet: Path) -> list[dict[str, object]]:
 
 
 def test_init_up_task_tail_down_up_keeps_history_and_costs(fleet: Path) -> None:
-    ok("up", "-d", str(fleet))
-    ps = json.loads(ok("ps", str(fleet), "--json"))
+    ok("-C", str(fleet), "up", "-d")
+    ps = json.loads(ok("-C", str(fleet), "ps", "--json"))
     states = {actor["name"]: actor["state"] for actor in ps["actors"]}
     assert states == {"nats": "healthy", "ledger": "healthy", "vault": "healthy", "starter": "healthy"}
 
@@ -70,15 +70,15 @@ def test_init_up_task_tail_down_up_keeps_history_and_costs(fleet: Path) -> None:
     assert "starter> [offline model]" in chat.stdout and "Hello from the chat." in chat.stdout
     assert "(history forgotten)" in chat.stdout
 
-    costs = json.loads(ok("costs", str(fleet), "--json"))
+    costs = json.loads(ok("-C", str(fleet), "costs", "--json"))
     calls_before = sum(int(row.get("calls", 0)) for row in costs["rows"])
     assert calls_before >= 1
 
-    ok("down", str(fleet))
-    assert legion("ps", str(fleet)).returncode == 1
-    ok("up", "-d", str(fleet))
+    ok("-C", str(fleet), "down")
+    assert legion("-C", str(fleet), "ps").returncode == 1
+    ok("-C", str(fleet), "up", "-d")
 
     after = tail_json(fleet)
     assert [e for e in after if e["trace"] == done["trace"]] == mine  # history intact, same sequence numbers
-    costs_after = json.loads(ok("costs", str(fleet), "--json"))
+    costs_after = json.loads(ok("-C", str(fleet), "costs", "--json"))
     assert sum(int(row.get("calls", 0)) for row in costs_after["rows"]) == calls_before

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from legion.actors.agent.actor import Agent, agent_host_spec
 from legion.actors.agent.spec import AgentSpec
-from legion.runtime.actor import Actor
 from legion.runtime.config import FleetConfig
-from legion.runtime.host import HostSpec
-from legion.runtime.process import run_actor_process
+from legion.runtime.host.actor import Actor
+from legion.runtime.host.actor_host import HostSpec
+from legion.runtime.host.process import run_actor_process
 
 
 async def factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:

@@ -46,8 +46,8 @@ from legion.contracts.commands import AssignTask, Cancel, ChatMessage, ChatReset
 from legion.contracts.errors import ContractError
 from legion.contracts.ingest import IngestRejected
 from legion.contracts.names import NAME_PATTERN
-from legion.runtime.actor import Actor, Context, handler
-from legion.runtime.host import HostSpec
+from legion.runtime.host.actor import Actor, Context, handler
+from legion.runtime.host.actor_host import HostSpec
 
 __all__ = ["Agent", "agent_host_spec"]
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legion.contracts.errors import ConfigError
-from legion.runtime.config import FleetConfig
-from legion.runtime.fleet import state_dir_of
+from legion.runtime.config import FleetConfig, state_dir_of
 
 __all__ = ["AgentSpec"]
 

@@ -11,7 +11,7 @@ Requests on ``legion.svc.ledger.<op>``: ``Reserve -> Reserved``, ``Commit -> Led
 ``Release -> LedgerAck``, ``CostsQuery -> CostsReport``. ``BudgetExceeded`` events go to
 ``legion.events.<ledger>.budget.exceeded`` at 80 % and 100 % of each budget, once per period.
 
-Measured (tests/ledger/test_replay.py, 2 vCPU): rebuilding the projection from 100k LEDGER events
+Measured (tests/actors/ledger/test_replay.py, 2 vCPU): rebuilding the projection from 100k LEDGER events
 takes about 2.2 s (~45k events/s; the feed alone reads ~88k/s); a restart on an existing
 projection catches up in about 1 ms; a budget check takes a few microseconds at 0 or 100k rows.
 """

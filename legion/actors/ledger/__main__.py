@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from legion.actors.ledger.service import ledger_factory
-from legion.runtime.process import run_actor_process
+from legion.runtime.host.process import run_actor_process
 
 if __name__ == "__main__":
     run_actor_process("ledger", ledger_factory)

@@ -48,7 +48,7 @@ from legion.contracts.base import Message
 from legion.contracts.errors import ConcurrencyConflict, ConfigError, LegionError, NotFound, Unavailable
 from legion.contracts.ledger import Commit, CostsQuery, CostsReport, LedgerAck, Release, Reserve, Reserved
 from legion.contracts.names import validate_token
-from legion.runtime.actor import Actor, Context, handler
+from legion.runtime.host.actor import Actor, Context, handler
 
 __all__ = ["Ledger"]
 

@@ -9,14 +9,14 @@ from legion.actors.ledger.actor import Ledger
 from legion.actors.ledger.budgets import Budgets
 from legion.actors.ledger.spec import LedgerSpec
 from legion.contracts import subjects as subj
-from legion.runtime.actor import Actor
-from legion.runtime.config import FleetConfig
-from legion.runtime.fleet import state_dir_of
-from legion.runtime.host import HostSpec, ServiceSpec
+from legion.runtime.clients import LEDGER_SERVICE
+from legion.runtime.config import FleetConfig, state_dir_of
+from legion.runtime.host.actor import Actor
+from legion.runtime.host.actor_host import HostSpec, ServiceSpec
 
 __all__ = ["SERVICE", "ledger_db_path", "ledger_factory", "ledger_host_spec"]
 
-SERVICE: Final = "ledger"
+SERVICE: Final = LEDGER_SERVICE
 """Callers (the vault, the CLI) request ``legion.svc.ledger.<op>``: reserve, commit, release, costs."""
 
 
@@ -29,6 +29,6 @@ def ledger_host_spec(service: str = SERVICE) -> HostSpec:
 
 
 async def ledger_factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:
-    """The :data:`~legion.runtime.process.ActorFactory` of ``python -m legion.actors.ledger``."""
+    """The :data:`~legion.runtime.host.process.ActorFactory` of ``python -m legion.actors.ledger``."""
     spec = LedgerSpec(db_path=ledger_db_path(fleet_dir), budgets=Budgets.from_config(config))
     return Ledger(name, spec), ledger_host_spec()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from legion.actors.scheduler.service import scheduler_factory
-from legion.runtime.process import run_actor_process
+from legion.runtime.host import run_actor_process
 
 if __name__ == "__main__":
     run_actor_process("scheduler", scheduler_factory)

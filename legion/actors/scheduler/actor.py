@@ -54,7 +54,7 @@ from legion.contracts.scheduler import (
     ScheduleQuery,
     ScheduleTriggered,
 )
-from legion.runtime.actor import Actor, Context, handler
+from legion.runtime.host import Actor, Context, handler
 
 __all__ = ["Scheduler"]
 

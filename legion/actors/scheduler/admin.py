@@ -30,7 +30,7 @@ from legion.contracts.scheduler import (
     ScheduleTriggered,
     ScheduleUpdated,
 )
-from legion.runtime.actor import Context
+from legion.runtime.host import Context
 
 if TYPE_CHECKING:
     from legion.actors.scheduler.actor import Scheduler

@@ -10,9 +10,8 @@ from legion.actors.scheduler.spec import SchedulerSpec
 from legion.actors.scheduler.stream import stream_subjects
 from legion.broker import Permissions, service_permissions
 from legion.contracts import subjects as subj
-from legion.runtime.actor import Actor
 from legion.runtime.config import FleetConfig
-from legion.runtime.host import HostSpec, ServiceSpec
+from legion.runtime.host import Actor, HostSpec, ServiceSpec
 
 __all__ = ["QUEUE", "scheduler_factory", "scheduler_host_spec", "scheduler_permissions"]
 
@@ -46,7 +45,7 @@ def scheduler_permissions(
 
 
 async def scheduler_factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:
-    """The :data:`~legion.runtime.process.ActorFactory` of ``python -m legion.actors.scheduler``.
+    """The :data:`~legion.runtime.host.ActorFactory` of ``python -m legion.actors.scheduler``.
 
     Limits are the defaults until legion.yaml has a ``schedules:`` section (after the config split).
     """

@@ -14,19 +14,17 @@ from legion.actors.vault.actor import Vault, VaultSpec
 from legion.actors.vault.credentials import CredentialStore
 from legion.actors.vault.hosting import host_spec
 from legion.actors.vault.keys import ProviderKeys
-from legion.runtime.actor import Actor
+from legion.actors.vault.kind import AGENTS_ACCOUNT_ENV, LEDGER_SERVICE, LEDGER_SERVICE_ENV
 from legion.runtime.config import FleetConfig
-from legion.runtime.host import HostSpec
-from legion.runtime.process import run_actor_process
-
-AGENTS_ACCOUNT_ENV = "LEGION_AGENTS_ACCOUNT"
-LEDGER_SERVICE_ENV = "LEGION_LEDGER_SERVICE"
+from legion.runtime.host.actor import Actor
+from legion.runtime.host.actor_host import HostSpec
+from legion.runtime.host.process import run_actor_process
 
 
 async def factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:
     keys = ProviderKeys.load(config, fleet_dir=fleet_dir)
     spec = VaultSpec(
-        ledger_service=os.environ.get(LEDGER_SERVICE_ENV) or "ledger",
+        ledger_service=os.environ.get(LEDGER_SERVICE_ENV) or LEDGER_SERVICE,
         agents_account=os.environ.get(AGENTS_ACCOUNT_ENV) or None,
     )
     vault = Vault(name, config, keys, spec, credentials=CredentialStore.load(fleet_dir))

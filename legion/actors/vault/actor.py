@@ -28,8 +28,9 @@ from legion.contracts import subjects as subj
 from legion.contracts.errors import LegionError
 from legion.contracts.http import HttpError, HttpRequest, HttpResponse
 from legion.contracts.vault import BudgetQuery, BudgetStatus, LlmError, LlmReply, LlmRequest
-from legion.runtime.actor import Actor, Context, handler
+from legion.runtime.clients import LEDGER_SERVICE
 from legion.runtime.config import FleetConfig
+from legion.runtime.host.actor import Actor, Context, handler
 
 __all__ = ["Vault", "VaultSpec"]
 
@@ -40,7 +41,7 @@ HTTP_DENIED: Final = "vault.http.denied"
 
 @dataclass(frozen=True, slots=True)
 class VaultSpec:
-    ledger_service: str = "ledger"
+    ledger_service: str = LEDGER_SERVICE
     """The ledger's service token: requests go to ``legion.svc.<ledger_service>.<op>``."""
     agents_account: str | None = None
     """The AGENTS account public key; requests from any other account are denied. None: not pinned."""

@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from legion.broker import Broker
-from legion.contracts import subjects as subj
-from legion.contracts.errors import LegionError
-from legion.contracts.ledger import CostsQuery, CostsReport
+from legion.contracts.ledger import CostsQuery
 from legion.contracts.vault import BudgetStatus
+from legion.runtime.clients import LedgerClient
 from legion.runtime.config import FleetConfig
 
 __all__ = ["BudgetReader"]
@@ -27,7 +26,7 @@ class BudgetReader:
     timeout_s: float = 2.0
 
     async def status(self, broker: Broker, agent: str, *, now: datetime | None = None) -> BudgetStatus:
-        """Raises LegionError when the ledger does not answer."""
+        """Raises LedgerUnavailable (a LegionError) when the ledger does not answer."""
         now = now or datetime.now(UTC)
         month = await self._spent(broker, agent, "month", now.strftime("%Y-%m-01"))
         today = await self._spent(broker, agent, "day", now.strftime("%Y-%m-%d"))
@@ -45,9 +44,6 @@ class BudgetReader:
         )
 
     async def _spent(self, broker: Broker, agent: str, by: str, since: str) -> Decimal:
-        subject = subj.SERVICE.render(service=self.ledger_service, op="costs")
         query = CostsQuery(agent=agent, by="day" if by == "day" else "month", since=since)
-        reply = await broker.request(subject, query, timeout=self.timeout_s)
-        if not isinstance(reply, CostsReport):
-            raise LegionError(f"the ledger did not report costs ({type(reply).__name__})")
-        return sum((row.cost_usd for row in reply.rows), Decimal(0))
+        report = await LedgerClient(broker, service=self.ledger_service, timeout_s=self.timeout_s).costs(query)
+        return sum((row.cost_usd for row in report.rows), Decimal(0))

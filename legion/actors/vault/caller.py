@@ -2,7 +2,7 @@
 
 AGENTS reaches ``legion.vault.>`` only through a service import with ``share: true``, so the server
 stamps every imported request with a JSON ``Nats-Request-Info`` header describing the requester and
-overwrites any copy the client sent. Verified against nats-server 2.15.1 (tests/vault/test_vault_caller.py);
+overwrites any copy the client sent. Verified against nats-server 2.15.1 (tests/actors/vault/test_vault_caller.py);
 the fields are::
 
     start, host, id, acc, user, name, lang, ver, rtt, server, jwt, issuer_key, name_tag, tags, kind, client_type
@@ -21,6 +21,7 @@ import msgspec
 
 from legion.contracts import headers as h
 from legion.contracts import subjects as subj
+from legion.contracts.errors import Refused
 
 __all__ = ["Caller", "CallerDenied", "RequestInfo", "identify_caller"]
 
@@ -45,7 +46,7 @@ class Caller:
     user: str
 
 
-class CallerDenied(Exception):
+class CallerDenied(Refused):
     """The request cannot be attributed to the agent whose subject it arrived on."""
 
     def __init__(self, reason: str, *, agent: str = "", claimed: str = "") -> None:

@@ -19,7 +19,6 @@ import structlog
 from legion.actors.vault.caller import CallerDenied, identify_caller
 from legion.actors.vault.health import ModelHealth
 from legion.actors.vault.keys import ProviderKeys
-from legion.actors.vault.ledger import LedgerClient, LedgerUnavailable
 from legion.actors.vault.llm import Attempt, Completion, ProviderFailure, complete, count_prompt_tokens
 from legion.actors.vault.policy import ModelRoute, Plan, Policy, PolicyRefused
 from legion.broker import new_id
@@ -29,7 +28,8 @@ from legion.contracts.errors import LegionError
 from legion.contracts.ledger import Commit, Release, Reserve
 from legion.contracts.names import NAME_PATTERN
 from legion.contracts.vault import LlmChunk, LlmError, LlmErrorCode, LlmRefused, LlmReply, LlmRequest, ModelCalled
-from legion.runtime.actor import Context
+from legion.runtime.clients import LedgerClient, LedgerUnavailable
+from legion.runtime.host.actor import Context
 
 __all__ = ["CallSettings", "LlmCall"]
 

@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 
 from legion.contracts.errors import LegionError
 from legion.contracts.names import NAME_PATTERN
+from legion.runtime.config.secrets import CRED_PREFIX, SYSTEM_PREFIX, env_var
 
 __all__ = [
     "CRED_ENV_PREFIX",
@@ -39,15 +40,16 @@ __all__ = [
     "env_name",
 ]
 
-CRED_ENV_PREFIX: Final = "LEGION_CRED_"
-SYSTEM_ENV_PREFIX: Final = "LEGION_SYSTEM_"
+CRED_ENV_PREFIX: Final = CRED_PREFIX
+SYSTEM_ENV_PREFIX: Final = SYSTEM_PREFIX
 HANDLE: Final = re.compile(r"\$CRED\{([^{}]*)\}")
 """A credential handle in a URL, header value or body: ``$CRED{name}``."""
 
 
 def env_name(name: str) -> str:
-    """The environment variable that holds credential ``name``: ``github-token`` -> ``LEGION_CRED_GITHUB_TOKEN``."""
-    return CRED_ENV_PREFIX + name.upper().replace("-", "_")
+    """The environment variable that holds credential ``name``: ``github-token`` -> ``LEGION_CRED_GITHUB_TOKEN``
+    (the fleet's one secret-naming rule)."""
+    return env_var(name, "credential")
 
 
 class CredentialRefused(LegionError):

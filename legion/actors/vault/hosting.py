@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from legion.broker import Permissions, service_permissions
 from legion.contracts import subjects as subj
-from legion.runtime.host import HostSpec, ServiceSpec
+from legion.runtime.clients import LEDGER_SERVICE
+from legion.runtime.host.actor_host import HostSpec, ServiceSpec
 
 __all__ = ["QUEUE", "host_spec", "vault_permissions"]
 
@@ -28,7 +29,9 @@ def host_spec(*, agents: Iterable[str] | None = None, queue: str = QUEUE, heartb
     return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in subjects), heartbeat_s=heartbeat_s)
 
 
-def vault_permissions(name: str, *, ledger_service: str = "ledger", serves: Iterable[str] | None = None) -> Permissions:
+def vault_permissions(
+    name: str, *, ledger_service: str = LEDGER_SERVICE, serves: Iterable[str] | None = None
+) -> Permissions:
     """The vault's LEGION credential: serve LLM (and HTTP proxy) calls, ask the ledger, append to LEDGER,
     stream tokens. ``serves`` narrows the served subjects (tests); the default is every agent's."""
     return service_permissions(

@@ -41,7 +41,7 @@ from legion.actors.vault.ssrf import (
     SsrfRefused,
     Target,
 )
-from legion.contracts.errors import LegionError, Unavailable
+from legion.contracts.errors import LegionError, Refused, Unavailable
 from legion.contracts.http import HttpError, HttpErrorCode, HttpRequest, HttpResponse
 from legion.runtime.config import AgentConfig, FleetConfig
 
@@ -116,7 +116,7 @@ def _refuse_handle_in_host(url: str) -> None:
         )
 
 
-class _Refused(Exception):
+class _Refused(Refused):
     def __init__(self, code: HttpErrorCode, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.code: HttpErrorCode = code

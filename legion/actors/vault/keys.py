@@ -22,20 +22,20 @@ from typing import Any
 from dotenv import dotenv_values
 
 from legion.runtime.config import FleetConfig
+from legion.runtime.config.secrets import SYSTEM_PREFIX, env_var
 
 __all__ = ["ENV_PREFIX", "REDACTED", "ProviderKeys", "install_log_scrubber", "key_env_name", "uninstall_log_scrubber"]
 
-ENV_PREFIX = "LEGION_SYSTEM_"
+ENV_PREFIX = SYSTEM_PREFIX
 REDACTED = "[redacted]"
 _MIN_SECRET = 6  # shorter "keys" would mangle ordinary text and are not secrets worth the name
 # Key-shaped tokens, e.g. a provider echoing a partly masked key ("sk-proj-****abcd").
 _KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|key)-[A-Za-z0-9_\-*.]{6,}")
-_NOT_ENV = re.compile(r"[^A-Z0-9_]")
 
 
 def key_env_name(key: str) -> str:
-    """``openai`` -> ``LEGION_SYSTEM_OPENAI`` (characters a shell cannot export become ``_``)."""
-    return ENV_PREFIX + _NOT_ENV.sub("_", key.upper())
+    """``openai`` -> ``LEGION_SYSTEM_OPENAI``: the fleet's one secret-naming rule."""
+    return env_var(key, "system")
 
 
 class ProviderKeys:

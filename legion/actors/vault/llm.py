@@ -18,6 +18,7 @@ from legion.actors.vault._litellm import errors, litellm
 from legion.actors.vault.health import FailureKind
 from legion.actors.vault.offline import estimate_prompt_tokens, estimate_tokens, is_offline, offline_reply, split_deltas
 from legion.actors.vault.policy import ModelRoute
+from legion.contracts.errors import LegionError
 
 __all__ = [
     "Attempt",
@@ -58,7 +59,7 @@ class Completion:
     usage_reported: bool
 
 
-class ProviderFailure(Exception):
+class ProviderFailure(LegionError):
     """A failed attempt. ``message`` is already scrubbed; the tokens are what must still be billed.
 
     ``streamed``: deltas were already published, so failing over would repeat them to the listener.
@@ -83,10 +84,7 @@ class ProviderFailure(Exception):
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.streamed = streamed
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind is FailureKind.TRANSIENT
+        self.retryable = kind is FailureKind.TRANSIENT
 
 
 def classify(exc: BaseException) -> tuple[FailureKind, ErrorCode, int | None]:

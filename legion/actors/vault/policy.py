@@ -18,6 +18,7 @@ from typing import Any, Literal
 from legion.actors.vault.keys import ProviderKeys, key_env_name
 from legion.actors.vault.offline import OFFLINE_MODEL, is_offline
 from legion.actors.vault.pricing import TokenPrice, price_of
+from legion.contracts.errors import Refused
 from legion.contracts.names import NAME_PATTERN
 from legion.contracts.vault import LlmRequest
 from legion.runtime.config import FleetConfig
@@ -49,7 +50,7 @@ class Plan:
     """Why aliases of the failover chain were left out (no price, no key, not allowed)."""
 
 
-class PolicyRefused(Exception):
+class PolicyRefused(Refused):
     def __init__(self, message: str, *, code: Literal["policy", "invalid"] = "policy") -> None:
         super().__init__(message)
         self.message = message

@@ -17,6 +17,8 @@ from typing import Any, Final, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from legion.contracts.errors import Refused
+
 __all__ = [
     "RESULT_CAP",
     "TOOL_ERROR_CODES",
@@ -39,7 +41,7 @@ RESULT_CAP: Final = 16_000
 """Characters of one tool result the model sees; longer results are cut with a note saying so."""
 
 
-class ToolError(Exception):
+class ToolError(Refused):
     """An error the model reads: ``code`` says what kind, ``message`` what happened and what to do."""
 
     def __init__(self, code: ToolErrorCode, message: str, *, retryable: bool = False) -> None:

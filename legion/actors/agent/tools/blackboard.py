@@ -135,6 +135,8 @@ def _timestamp(value: str | None) -> str | None:
 
 
 def _to_tool_error(exc: Exception, what: str) -> ToolError:
+    if isinstance(exc, ToolError):  # already what the model reads (raised inside the guarded call)
+        return exc
     if isinstance(exc, PermissionDenied):
         return ToolError("denied", f"{what}: the server refused it for your credential ({exc.subject})")
     if isinstance(exc, RequestTimeout | TimeoutError | nats.errors.TimeoutError):

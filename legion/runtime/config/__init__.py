@@ -1,0 +1,25 @@
+"""legion.yaml, one module per section, and the one secret-naming rule (``secrets``)."""
+
+from __future__ import annotations
+
+from legion.runtime.config.agents import AgentConfig, Budget, ProjectConfig, ResourceLimits
+from legion.runtime.config.fleet import CONFIG_NAME, RESERVED, FleetConfig, NatsConfig, load_config
+from legion.runtime.config.models import ModelConfig, Price
+from legion.runtime.config.paths import state_dir_of
+from legion.runtime.config.runtime import RuntimeConfig
+
+__all__ = [
+    "CONFIG_NAME",
+    "RESERVED",
+    "AgentConfig",
+    "Budget",
+    "FleetConfig",
+    "ModelConfig",
+    "NatsConfig",
+    "Price",
+    "ProjectConfig",
+    "ResourceLimits",
+    "RuntimeConfig",
+    "load_config",
+    "state_dir_of",
+]
