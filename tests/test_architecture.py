@@ -204,7 +204,17 @@ PUBLIC = {
         "RunningActor",
         "backend_for",
     },
-    "legion.runtime.clients": {"LEDGER_SERVICE", "LedgerClient", "LedgerUnavailable"},
+    "legion.runtime.clients": {
+        "DECLARED_BY",
+        "LEDGER_SERVICE",
+        "SCHEDULER_SERVICE",
+        "LedgerClient",
+        "LedgerUnavailable",
+        "ScheduleAdmin",
+        "SchedulerClient",
+        "SyncReport",
+        "sync_declared",
+    },
     "legion.runtime.host": {
         "CONFIG_EXIT",
         "Actor",

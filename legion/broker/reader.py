@@ -8,6 +8,11 @@ The end of the stream is known from each delivery's ``num_pending`` (``msg.metad
 timer); with ``follow`` it keeps waiting for new messages. Hand-written over nats-py's ``fetch()``
 because a tail of a million events must not pay a request round trip per batch twice over, and
 because ``num_pending`` is what says "caught up" (measured in bench/tail_bench.py: ~65k events/s).
+
+A reader that must outlive a nats-server restart (the scheduler's) sets ``heartbeat_s``: its waiting
+pull requests ask for idle heartbeats, and a silence of three heartbeats raises ``Unavailable``
+(the consumer and the pull request died with the server; open a new reader from the last sequence).
+Without it a follow waits for its pull request to expire, which a restarted server never answers.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class ReadSpec:
     new_only: bool = False  # only what is stored from now on (implies following)
     follow: bool = False
     batch: int = 500
+    heartbeat_s: float | None = None  # ask for idle heartbeats; Unavailable after three missed ones
 
 
 class StreamReader:
@@ -54,6 +60,8 @@ class StreamReader:
         starts = [spec.from_seq is not None, spec.since is not None, spec.last is not None, spec.new_only]
         if sum(starts) > 1:
             raise ConfigError("give one start: a sequence, a time, the last N, or new messages only")
+        if spec.heartbeat_s is not None and not 0 < spec.heartbeat_s <= _FOLLOW_EXPIRES_NS / 3e9:
+            raise ConfigError(f"heartbeat {spec.heartbeat_s}s is invalid: give 0 < heartbeat <= 10s")
         if spec.from_seq is not None and spec.from_seq < 1:
             raise ConfigError(f"start sequence {spec.from_seq} is invalid: stream sequences start at 1")
         self.broker = broker
@@ -152,13 +160,23 @@ class StreamReader:
         body: dict[str, Any] = {"batch": batch}
         if wait:
             body["expires"] = _FOLLOW_EXPIRES_NS
+            if self.spec.heartbeat_s is not None:
+                body["idle_heartbeat"] = int(self.spec.heartbeat_s * 1e9)
         else:
             body["no_wait"] = True
         api = f"{self.broker.js_api_prefix}.CONSUMER.MSG.NEXT.{self.spec.stream}.{self.name}"
         await self.broker.nc.publish(api, _json.encode(body), reply=self._inbox)
 
     async def _take(self) -> list[Msg]:
-        await self._wake.wait()
+        if self.spec.heartbeat_s is None:
+            await self._wake.wait()
+        else:
+            silence = 3 * self.spec.heartbeat_s
+            try:
+                async with asyncio.timeout(silence):
+                    await self._wake.wait()
+            except TimeoutError:
+                raise Unavailable(f"no message or heartbeat for {silence:g}s (server gone?); read again") from None
         self._wake.clear()
         out, self._buf = self._buf, []
         return out

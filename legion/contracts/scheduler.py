@@ -27,11 +27,13 @@ offset.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Final, Literal
 
 import msgspec
 
 from legion.contracts.base import Event, Reply, Request
+from legion.contracts.errors import ConfigError
 
 __all__ = [
     "FLEET",
@@ -58,6 +60,7 @@ __all__ = [
     "ScheduleTriggered",
     "ScheduleUpdated",
     "SkipReason",
+    "parse_duration",
 ]
 
 FLEET: tuple[str, str] = ("scheduler", "fleet")
@@ -265,6 +268,7 @@ class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
     last_slot_ns: int = 0
     last_task_id: str = ""
     running_task_id: str = ""
+    created_by: str = ""  # who created it: an agent's name, legion.yaml, an operator
 
 
 class SchedulePut(Request, frozen=True, kw_only=True, tag="schedule.put.v1"):
@@ -310,3 +314,23 @@ class ScheduleAck(Reply, frozen=True, kw_only=True, tag="schedule.ack.v1"):
 class ScheduleList(Reply, frozen=True, kw_only=True, tag="schedule.list.v1"):
     schedules: list[ScheduleInfo] = msgspec.field(default_factory=list)
     fleet_paused: bool = False
+
+
+# -- durations as written in a spec (every 30m) and in legion.yaml (jitter: 2m) --------------------
+_DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_UNITS: Final = (86_400, 3_600, 60, 1)
+
+
+def parse_duration(text: str, *, what: str = "interval") -> int:
+    """``1h30m`` -> seconds. Units d, h, m, s in that order; the total must be > 0."""
+    value = text.strip().lower().replace(" ", "")
+    m = _DURATION.fullmatch(value)
+    if not value or m is None:
+        raise ConfigError(
+            f"{what} {text!r} is not a duration; write it as a number with a unit, d h m or s, "
+            "largest first (e.g. '30m', '1h30m', '90s', '1d')"
+        )
+    seconds = sum(int(g) * unit for g, unit in zip(m.groups(), _UNITS, strict=True) if g)
+    if seconds <= 0:
+        raise ConfigError(f"{what} {text!r} is zero; give a positive duration such as '30m'")
+    return seconds

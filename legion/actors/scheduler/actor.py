@@ -25,8 +25,8 @@ from collections.abc import Iterable
 
 import structlog
 
-from legion.actors.scheduler.admin import TrustedRequests
-from legion.actors.scheduler.feed import Record, StreamReader
+from legion.actors.scheduler.admin import LocalAdmin, TrustedRequests
+from legion.actors.scheduler.feed import Record, StreamFeed
 from legion.actors.scheduler.plan import Firing, Skip, plan
 from legion.actors.scheduler.probe import probe
 from legion.actors.scheduler.records import fired_event, invalid_event, skipped_event
@@ -54,6 +54,7 @@ from legion.contracts.scheduler import (
     ScheduleQuery,
     ScheduleTriggered,
 )
+from legion.runtime.clients import sync_declared
 from legion.runtime.host import Actor, Context, handler
 
 __all__ = ["Scheduler"]
@@ -75,8 +76,8 @@ class Scheduler(Actor):
         self.ticked_ns = 0
         """The clock time of the last complete pass over the due schedules."""
         self._broker: Broker | None = None
-        self._reader: StreamReader | None = None
-        self._tasks_reader: StreamReader | None = None
+        self._reader: StreamFeed | None = None
+        self._tasks_reader: StreamFeed | None = None
         self._next: dict[Key, int | None] = {}
         self._wake = asyncio.Event()
         self._ticked = asyncio.Condition()
@@ -98,7 +99,7 @@ class Scheduler(Actor):
         self._broker = broker
         subjects = stream_subjects(spec.agents)
         last = await ensure_stream(broker, spec.stream, subjects)
-        reader = self._reader = StreamReader(broker, spec.stream, tuple(subjects), self._on_record)
+        reader = self._reader = StreamFeed(broker, spec.stream, tuple(subjects), self._on_record)
         started = time.perf_counter()
         await reader.start()
         await reader.wait_applied(last, spec.catch_up_s)
@@ -113,8 +114,25 @@ class Scheduler(Actor):
         if spec.watch_tasks:
             await self._watch_tasks(broker)
         await self._redispatch(self.table.rows.values())
+        if spec.declared is not None:
+            await self._sync_declared(list(spec.declared))
         self._ticker = asyncio.create_task(self._tick_loop(), name=f"scheduler-{self.name}")
         self._ticker.add_done_callback(self._ticker_done)
+
+    async def _sync_declared(self, puts: list[SchedulePut]) -> None:
+        """Hold exactly legion.yaml's schedules among those the file owns (created ``by: legion.yaml``).
+        In process, before requests are served; a schedule refused here is logged, the others go on."""
+        report = await sync_declared(LocalAdmin(self._trusted), puts)
+        log.info(
+            "scheduler.declared_synced",
+            actor=self.name,
+            created=report.created,
+            updated=report.updated,
+            unchanged=len(report.unchanged),
+            deleted=report.deleted,
+        )
+        for refusal in report.refused:
+            log.warning("scheduler.declared_refused", actor=self.name, schedule=refusal)
 
     def _ticker_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -142,7 +160,7 @@ class Scheduler(Actor):
             r.running_since_ns for r in self.table.rows.values() if r.policy.overlap != "allow" and r.is_running(now)
         ]
         start = min(running) if running else time.time_ns()
-        self._tasks_reader = StreamReader(
+        self._tasks_reader = StreamFeed(
             broker,
             self.spec.events_stream,
             (subj.EVENTS.wildcard(type="task.completed"), subj.EVENTS.wildcard(type="task.failed")),
@@ -255,7 +273,7 @@ class Scheduler(Actor):
         await reader.wait_applied(int(info["state"]["last_seq"]), self.spec.wait_s)
 
     # -- effects ------------------------------------------------------------------------------
-    def _parts(self) -> tuple[Broker, StreamReader]:
+    def _parts(self) -> tuple[Broker, StreamFeed]:
         if self._broker is None or self._reader is None:
             raise Unavailable("the scheduler is not started")
         self._reader.check()
@@ -299,11 +317,13 @@ class Scheduler(Actor):
         await self.append(event, msg_id=firing.key, trace=row.trace or new_id())
         await self.send(row, event)
 
-    async def send(self, row: ScheduleRow, event: ScheduleFired | ScheduleTriggered, *, resend: bool = False) -> None:
+    async def send(self, row: ScheduleRow, event: ScheduleFired | ScheduleTriggered) -> None:
         """Send the task of a firing or run-now (idempotent: ``Nats-Msg-Id`` = its key) and emit the event.
 
-        A ``resend`` emits only if the task had not landed before: the EVENTS copy would be
-        de-duplicated in the stream, but live subscribers would see it twice."""
+        Only the send that stored the task emits: the EVENTS copy would be de-duplicated in the stream,
+        but live subscribers would see it twice. That covers a re-send after a restart, a retried
+        run-now, and two instances racing on one slot, where the loser's re-send may land before the
+        winner's own send."""
         broker, _ = self._parts()
         trace = event.trace or row.trace or new_id()
         task = AssignTask(
@@ -314,11 +334,10 @@ class Scheduler(Actor):
             max_iterations=row.task.max_iterations,
         )
         ack = await broker.js_publish(subj.AGENT_INBOX.render(agent=row.agent), task, trace=trace, msg_id=event.key)
-        if resend and ack.duplicate:
+        if ack.duplicate:
             return
         await self._emit(event, event.key, trace)
-        if not ack.duplicate:
-            log.info("scheduler.sent", agent=row.agent, schedule=row.schedule_id, task_id=event.task_id, trace=trace)
+        log.info("scheduler.sent", agent=row.agent, schedule=row.schedule_id, task_id=event.task_id, trace=trace)
 
     async def _redispatch(self, rows: Iterable[ScheduleRow]) -> None:
         """Send again the tasks of firings recorded within ``redispatch_s`` (real time: the server's
@@ -327,7 +346,7 @@ class Scheduler(Actor):
         for row in list(rows):
             if row.last_fired is not None and row.last_fired_ts_ns >= horizon:
                 try:
-                    await self.send(row, row.last_fired, resend=True)
+                    await self.send(row, row.last_fired)
                 except LegionError as exc:
                     log.warning(
                         "scheduler.redispatch_failed", agent=row.agent, schedule=row.schedule_id, error=str(exc)
@@ -351,6 +370,11 @@ class Scheduler(Actor):
             await self._ticked.wait_for(
                 lambda: self._passes >= target and self.ticked_ns >= now_ns and not self._wake.is_set()
             )
+
+    @property
+    def reopened(self) -> int:
+        """How many times the readers (SCHEDULES, task ends) were re-opened after losing the server."""
+        return sum(feed.reopened for feed in (self._reader, self._tasks_reader) if feed is not None)
 
     async def wait_events_applied(self, seq: int, timeout: float = 10.0) -> None:
         """Return once the task-end reader has applied EVENTS up to ``seq``."""

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 from legion.actors.scheduler.plan import plan
 from legion.actors.scheduler.table import ScheduleRow, slot_key
 from legion.actors.scheduler.validate import check_schedule
+from legion.broker import new_id
 from legion.contracts import subjects as subj
 from legion.contracts.errors import ConcurrencyConflict, ConfigError
 from legion.contracts.scheduler import (
     FLEET,
     ScheduleAck,
+    ScheduleAction,
     ScheduleControl,
     ScheduleCreated,
     ScheduleDeleted,
@@ -35,7 +37,7 @@ from legion.runtime.host import Context
 if TYPE_CHECKING:
     from legion.actors.scheduler.actor import Scheduler
 
-__all__ = ["TrustedRequests", "info_of"]
+__all__ = ["LocalAdmin", "TrustedRequests", "info_of"]
 
 
 def info_of(row: ScheduleRow, now_ns: int) -> ScheduleInfo:
@@ -53,6 +55,7 @@ def info_of(row: ScheduleRow, now_ns: int) -> ScheduleInfo:
         last_slot_ns=row.last_slot_ns,
         last_task_id=row.last_fired.task_id if row.last_fired else "",
         running_task_id=row.running_task_id,
+        created_by=row.created_by,
     )
 
 
@@ -73,6 +76,9 @@ class TrustedRequests:
 
     async def put(self, req: SchedulePut, ctx: Context) -> ScheduleAck:
         _trusted(ctx)
+        return await self.apply_put(req, ctx.trace)
+
+    async def apply_put(self, req: SchedulePut, trace: str) -> ScheduleAck:
         sched = self.scheduler
         row = sched.table.get(req.agent, req.schedule_id)
         try:
@@ -98,9 +104,9 @@ class TrustedRequests:
                     paused=req.paused,
                     note=req.note,
                     created_by=req.by,
-                    trace=ctx.trace,
+                    trace=trace,
                 )
-                await sched.append(created, msg_id=msg_id, trace=ctx.trace)
+                await sched.append(created, msg_id=msg_id, trace=trace)
             else:
                 updated = ScheduleUpdated(
                     schedule_id=req.schedule_id,
@@ -111,7 +117,7 @@ class TrustedRequests:
                     note=req.note,
                     updated_by=req.by,
                 )
-                await sched.append(updated, msg_id=msg_id, trace=ctx.trace)
+                await sched.append(updated, msg_id=msg_id, trace=trace)
         except ConfigError as exc:
             return self._ack(req, str(exc), ok=False)
         except ConcurrencyConflict:
@@ -120,6 +126,9 @@ class TrustedRequests:
 
     async def control(self, req: ScheduleControl, ctx: Context) -> ScheduleAck:
         _trusted(ctx)
+        return await self.apply_control(req, ctx.trace)
+
+    async def apply_control(self, req: ScheduleControl, trace: str) -> ScheduleAck:
         sched = self.scheduler
         msg_id = f"sched:{req.agent}:{req.schedule_id}:{req.action}:{req.request_id}"
         try:
@@ -127,13 +136,13 @@ class TrustedRequests:
                 agent, sid = FLEET
                 cls = SchedulePaused if req.action == "pause_all" else ScheduleResumed
                 fleet = cls(schedule_id=sid, agent=agent, by=req.by)
-                await sched.append(fleet, msg_id=f"sched:fleet:{req.action}:{req.request_id}", trace=ctx.trace)
+                await sched.append(fleet, msg_id=f"sched:fleet:{req.action}:{req.request_id}", trace=trace)
                 return ScheduleAck(ok=True, message=f"{req.action}: done", request_id=req.request_id)
             row = sched.table.get(req.agent, req.schedule_id)
             if row is None:
                 return self._ack(req, f"there is no schedule {req.agent}/{req.schedule_id}", ok=False)
             if req.action == "trigger":
-                task_id = await self._trigger(row, req, ctx)
+                task_id = await self._trigger(row, req, trace)
                 ack = self._ack(req, f"task {task_id} sent")
                 return ScheduleAck(
                     ok=True, message=ack.message, request_id=req.request_id, schedule=ack.schedule, task_id=task_id
@@ -145,12 +154,12 @@ class TrustedRequests:
                 event = ScheduleResumed(schedule_id=row.schedule_id, agent=row.agent, by=req.by)
             else:
                 event = ScheduleDeleted(schedule_id=row.schedule_id, agent=row.agent, reason=req.reason, by=req.by)
-            await sched.append(event, msg_id=msg_id, trace=ctx.trace)
+            await sched.append(event, msg_id=msg_id, trace=trace)
         except ConcurrencyConflict:
             return self._ack(req, "the schedule changed at the same time; read it and try again", ok=False)
         return self._ack(req, f"{req.action}: done")
 
-    async def _trigger(self, row: ScheduleRow, req: ScheduleControl, ctx: Context) -> str:
+    async def _trigger(self, row: ScheduleRow, req: ScheduleControl, trace: str) -> str:
         """Run now: record ScheduleTriggered, then send the task; a retried request sends nothing twice."""
         sched = self.scheduler
         digest = hashlib.blake2b(req.request_id.encode(), digest_size=4).hexdigest()
@@ -159,12 +168,15 @@ class TrustedRequests:
         event = ScheduleTriggered(
             schedule_id=row.schedule_id, agent=row.agent, task_id=task_id, key=key, by=req.by, trace=row.trace
         )
-        await sched.append(event, msg_id=key, trace=ctx.trace)
+        await sched.append(event, msg_id=key, trace=trace)
         await sched.send(row, event)
         return task_id
 
     async def list(self, req: ScheduleQuery, ctx: Context) -> ScheduleList:
         _trusted(ctx)
+        return self.apply_list(req)
+
+    def apply_list(self, req: ScheduleQuery) -> ScheduleList:
         sched = self.scheduler
         now = sched.spec.clock.now_ns()
         rows = (
@@ -173,3 +185,25 @@ class TrustedRequests:
             else sorted(sched.table.rows.values(), key=lambda r: (r.agent, r.schedule_id))
         )
         return ScheduleList(schedules=[info_of(r, now) for r in rows], fleet_paused=sched.table.fleet_paused)
+
+
+class LocalAdmin:
+    """The trusted requests in process (a :class:`~legion.runtime.clients.ScheduleAdmin`): how the
+    scheduler syncs legion.yaml's ``schedules:`` at start, before it serves requests."""
+
+    def __init__(self, requests: TrustedRequests) -> None:
+        self.requests = requests
+
+    async def put(self, req: SchedulePut) -> ScheduleAck:
+        return await self.requests.apply_put(req, new_id())
+
+    async def control(
+        self, action: ScheduleAction, agent: str = "", schedule_id: str = "", *, reason: str = "", by: str = ""
+    ) -> ScheduleAck:
+        req = ScheduleControl(
+            action=action, agent=agent, schedule_id=schedule_id, reason=reason, by=by, request_id=new_id()
+        )
+        return await self.requests.apply_control(req, new_id())
+
+    async def list(self, agent: str = "") -> ScheduleList:
+        return self.requests.apply_list(ScheduleQuery(agent=agent))

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
 from legion.actors.scheduler.actor import Scheduler
 from legion.actors.scheduler.spec import SchedulerSpec
 from legion.actors.scheduler.stream import stream_subjects
+from legion.actors.scheduler.validate import Limits, check_schedule
 from legion.broker import Permissions, service_permissions
 from legion.contracts import subjects as subj
-from legion.runtime.config import FleetConfig
+from legion.contracts.errors import ConfigError
+from legion.contracts.scheduler import SchedulePut
+from legion.runtime.config import FleetConfig, declared_puts
 from legion.runtime.host import Actor, HostSpec, ServiceSpec
 
-__all__ = ["QUEUE", "scheduler_factory", "scheduler_host_spec", "scheduler_permissions"]
+__all__ = ["QUEUE", "check_declared", "scheduler_factory", "scheduler_host_spec", "scheduler_permissions"]
 
 QUEUE: Final = "scheduler"
 """Scheduler instances share agents' requests in this queue group."""
@@ -44,10 +48,35 @@ def scheduler_permissions(
     )
 
 
-async def scheduler_factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:
-    """The :data:`~legion.runtime.host.ActorFactory` of ``python -m legion.actors.scheduler``.
+def check_declared(puts: list[SchedulePut], limits: Limits, now_ns: int) -> None:
+    """legion.yaml's schedules against the scheduler's rules (cron syntax, minimum interval, caps);
+    ConfigError naming the schedule. A one-shot ``at`` already past is let through: the sync leaves an
+    unchanged one alone and reports a new one as refused."""
+    per_agent: dict[str, int] = {}
+    for put in puts:
+        try:
+            check_schedule(
+                put.agent,
+                put.schedule_id,
+                put.spec,
+                put.policy,
+                put.task,
+                limits=limits,
+                now_ns=0 if put.spec.at else now_ns,
+                existing=per_agent.get(put.agent, 0),
+                replaces=False,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"legion.yaml: schedules.{put.schedule_id}: {exc}") from None
+        per_agent[put.agent] = per_agent.get(put.agent, 0) + 1
 
-    Limits are the defaults until legion.yaml has a ``schedules:`` section (after the config split).
-    """
-    del config, fleet_dir
-    return Scheduler(name, SchedulerSpec()), scheduler_host_spec()
+
+async def scheduler_factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Actor, HostSpec]:
+    """The :data:`~legion.runtime.host.ActorFactory` of ``python -m legion.actors.scheduler``: the
+    scheduler of the whole fleet, holding legion.yaml's ``schedules:`` (checked here: a bad one is a
+    configuration error, exit code 2, so ``legion up`` fails naming it)."""
+    del fleet_dir
+    spec = SchedulerSpec()
+    puts = declared_puts(config.schedules)
+    check_declared(puts, spec.limits, spec.clock.now_ns())
+    return Scheduler(name, replace(spec, declared=tuple(puts))), scheduler_host_spec()

@@ -8,6 +8,7 @@ from legion.actors.scheduler.clock import Clock, SystemClock
 from legion.actors.scheduler.stream import SCHEDULES
 from legion.actors.scheduler.validate import Limits
 from legion.broker import EVENTS
+from legion.contracts.scheduler import SchedulePut
 
 __all__ = ["SchedulerSpec"]
 
@@ -36,3 +37,6 @@ class SchedulerSpec:
     """Only these agents' schedules and requests (tests sharing one server); None: every agent's."""
     watch_tasks: bool = True
     """Follow task.completed / task.failed on EVENTS for the overlap policy."""
+    declared: tuple[SchedulePut, ...] | None = None
+    """legion.yaml's ``schedules:``, synced at start (created, replaced, deleted when no longer
+    declared); None: no sync (a scheduler without a fleet file, tests)."""

@@ -89,6 +89,7 @@ class ScheduleRow:
     task: ScheduleTask
     trace: str
     note: str = ""
+    created_by: str = ""
     paused: bool = False
     anchor_ns: int = 0
     """Slots strictly after this time are candidates (creation, last update or resume)."""
@@ -264,6 +265,7 @@ class ScheduleTable:
                 row.trace = event.trace
         if isinstance(event, ScheduleCreated):
             row.paused = event.paused
+            row.created_by = event.created_by
         row.note = event.note
         row.seq = seq
         row.definition_seq = seq

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from legion.contracts.errors import ConfigError
-from legion.contracts.scheduler import ScheduleSpec
+from legion.contracts.scheduler import ScheduleSpec, parse_duration
 
 __all__ = ["CRON_ALIASES", "NS", "Timer", "compile_spec", "jitter_ns", "parse_duration", "zone"]
 
@@ -42,24 +42,6 @@ CRON_ALIASES: Final = {
     "@hourly": "0 * * * *",
 }
 """The usual aliases (cronsim reads five or six fields only); the same table as ADR-51's."""
-
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_UNITS: Final = (86_400, 3_600, 60, 1)
-
-
-def parse_duration(text: str, *, what: str = "interval") -> int:
-    """``1h30m`` -> seconds. Units d, h, m, s in that order; the total must be > 0."""
-    value = text.strip().lower().replace(" ", "")
-    m = _DURATION.fullmatch(value)
-    if not value or m is None:
-        raise ConfigError(
-            f"{what} {text!r} is not a duration; write it as a number with a unit, d h m or s, "
-            "largest first (e.g. '30m', '1h30m', '90s', '1d')"
-        )
-    seconds = sum(int(g) * unit for g, unit in zip(m.groups(), _UNITS, strict=True) if g)
-    if seconds <= 0:
-        raise ConfigError(f"{what} {text!r} is zero; give a positive duration such as '30m'")
-    return seconds
 
 
 def zone(name: str) -> ZoneInfo:

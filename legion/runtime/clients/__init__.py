@@ -5,5 +5,23 @@ actor packages never import each other; the services themselves live in ``legion
 from __future__ import annotations
 
 from legion.runtime.clients.ledger import LEDGER_SERVICE, LedgerClient, LedgerUnavailable
+from legion.runtime.clients.scheduler import (
+    DECLARED_BY,
+    SCHEDULER_SERVICE,
+    ScheduleAdmin,
+    SchedulerClient,
+    SyncReport,
+    sync_declared,
+)
 
-__all__ = ["LEDGER_SERVICE", "LedgerClient", "LedgerUnavailable"]
+__all__ = [
+    "DECLARED_BY",
+    "LEDGER_SERVICE",
+    "SCHEDULER_SERVICE",
+    "LedgerClient",
+    "LedgerUnavailable",
+    "ScheduleAdmin",
+    "SchedulerClient",
+    "SyncReport",
+    "sync_declared",
+]

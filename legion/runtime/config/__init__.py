@@ -7,9 +7,11 @@ from legion.runtime.config.fleet import CONFIG_NAME, RESERVED, FleetConfig, Nats
 from legion.runtime.config.models import ModelConfig, Price
 from legion.runtime.config.paths import state_dir_of
 from legion.runtime.config.runtime import RuntimeConfig
+from legion.runtime.config.schedules import DECLARED_BY, ScheduleEntry, declared_puts
 
 __all__ = [
     "CONFIG_NAME",
+    "DECLARED_BY",
     "RESERVED",
     "AgentConfig",
     "Budget",
@@ -20,6 +22,8 @@ __all__ = [
     "ProjectConfig",
     "ResourceLimits",
     "RuntimeConfig",
+    "ScheduleEntry",
+    "declared_puts",
     "load_config",
     "state_dir_of",
 ]

@@ -1,7 +1,7 @@
 """legion.yaml, validated with pydantic. Errors name the file, the key path, the bad value and the fix.
 
 The top level (fleet name, NATS) and the loader live here; each other section has its own module:
-``models``, ``agents`` (and projects), ``runtime``. The one rule that names secrets' environment
+``models``, ``agents`` (and projects), ``runtime``, ``schedules``. The one rule that names secrets' environment
 variables is :mod:`legion.runtime.config.secrets`.
 """
 
@@ -19,6 +19,7 @@ from legion.runtime.config.agents import AgentConfig, ProjectConfig, ResourceLim
 from legion.runtime.config.base import Strict, token
 from legion.runtime.config.models import ModelConfig
 from legion.runtime.config.runtime import RuntimeConfig
+from legion.runtime.config.schedules import ScheduleEntry
 
 __all__ = ["CONFIG_NAME", "RESERVED", "FleetConfig", "NatsConfig", "load_config"]
 
@@ -47,6 +48,7 @@ class FleetConfig(Strict):
     ] = Field(default_factory=dict)
     agents: dict[Annotated[str, token("agent name")], AgentConfig] = Field(default_factory=dict)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    schedules: dict[Annotated[str, token("schedule name")], ScheduleEntry] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_exist(self) -> FleetConfig:
@@ -71,6 +73,12 @@ class FleetConfig(Strict):
                 raise ValueError(
                     f"agents.{name}.tools lists run_command, which the process backend does not isolate; "
                     "set runtime.allow_run_command: true to allow it anyway"
+                )
+        for sid, entry in self.schedules.items():
+            if entry.agent not in self.agents:
+                raise ValueError(
+                    f"schedules.{sid}.agent: {entry.agent!r} is not an agent of this fleet "
+                    f"(agents: {', '.join(sorted(self.agents)) or 'none'})"
                 )
         return self
 

@@ -8,17 +8,17 @@ import pytest
 
 EXPECTED = {
     "legion.actors.scheduler": {
-        "Clock", "DECLARED_BY", "Firing", "Limits", "ManualClock", "Plan", "QUEUE", "SCHEDULES", "ScheduleEntry",
-        "ScheduleRow", "ScheduleTable", "Scheduler", "SchedulerClient", "SchedulerSpec", "Skip", "SyncReport",
-        "SystemClock", "Timer", "check_schedule", "compile_spec", "declared_puts", "ensure_stream", "jitter_ns",
-        "plan", "scheduler_factory", "scheduler_host_spec", "scheduler_permissions", "slot_key", "spec_from_text",
-        "sync_declared", "task_id_for",
+        "Clock", "Firing", "Limits", "ManualClock", "Plan", "QUEUE", "SCHEDULES", "ScheduleRow", "ScheduleTable",
+        "Scheduler", "SchedulerSpec", "Skip", "SystemClock", "Timer", "check_declared", "check_schedule",
+        "compile_spec", "ensure_stream", "jitter_ns", "plan", "scheduler_factory", "scheduler_host_spec",
+        "scheduler_permissions", "slot_key", "spec_from_text", "task_id_for",
     },
     "legion.contracts.scheduler": {
         "FLEET", "OVERLAP_POLICIES", "OverlapPolicy", "SKIP_REASONS", "ScheduleAck", "ScheduleAction",
         "ScheduleControl", "ScheduleCreated", "ScheduleDeleted", "ScheduleFired", "ScheduleInfo", "ScheduleList",
         "SchedulePaused", "SchedulePolicy", "ScheduleProbe", "SchedulePut", "ScheduleQuery", "ScheduleResumed",
         "ScheduleSkipped", "ScheduleSpec", "ScheduleTask", "ScheduleTriggered", "ScheduleUpdated", "SkipReason",
+        "parse_duration",
     },
 }  # fmt: skip
 

@@ -63,6 +63,7 @@ async def test_the_scheduler_keeps_its_table_and_fires_after_a_server_restart() 
             done = TaskCompleted(task_id=task.task_id, agent="alpha")
             ack = await admin.js_publish(subj.EVENTS.render(source="alpha", type="task.completed"), done)
             await run.scheduler.wait_events_applied(ack.seq, timeout=30)
+            assert run.scheduler.reopened >= 2, "both readers noticed the restart and were opened again"
         finally:
             await rig.stop_all()
             await fleet.close()
