@@ -88,7 +88,7 @@ def test_runtime_parts_point_one_way() -> None:
 
 def test_actor_packages_never_import_each_other() -> None:
     kinds = [p.name for p in (ROOT / "actors").iterdir() if p.is_dir() and p.name != "__pycache__"]
-    assert {"agent", "vault", "ledger"} <= set(kinds)
+    assert {"agent", "vault", "ledger", "scheduler"} <= set(kinds)
     bad = []
     for kind in kinds:
         for path in (ROOT / "actors" / kind).rglob("*.py"):
@@ -192,6 +192,7 @@ PUBLIC = {
         "FleetActor",
         "KindContext",
         "fleet_actors",
+        "kind_streams",
         "load_kinds",
         "singleton",
     },
@@ -295,6 +296,6 @@ def test_the_registry_holds_legions_own_kinds_in_start_order() -> None:
     from legion.runtime.kinds import load_kinds  # noqa: PLC0415 - the registry reads installed entry points
 
     kinds = load_kinds()
-    assert list(kinds)[:2] == ["ledger", "vault"]
-    assert kinds["agent"].account == "AGENTS"
-    assert kinds["ledger"].stage < kinds["vault"].stage < kinds["agent"].stage
+    assert list(kinds)[:3] == ["ledger", "vault", "scheduler"] and list(kinds)[-1] == "agent"
+    assert kinds["agent"].account == "AGENTS" and kinds["scheduler"].account == "LEGION"
+    assert kinds["ledger"].stage < kinds["vault"].stage < kinds["scheduler"].stage < kinds["agent"].stage

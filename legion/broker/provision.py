@@ -104,6 +104,7 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
         max_msg_size=spec.max_msg_size,
         duplicate_window=spec.duplicate_window_s,
         allow_direct=spec.allow_direct,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
     )
 
 
@@ -116,6 +117,7 @@ def _stream_matches(current: StreamConfig, wanted: StreamConfig) -> bool:
         and current.max_bytes == wanted.max_bytes
         and (current.duplicate_window or 0) == (wanted.duplicate_window or 0)
         and bool(current.allow_direct) == bool(wanted.allow_direct)
+        and (current.max_msgs_per_subject or -1) == (wanted.max_msgs_per_subject or -1)
         and (current.description or None) == (wanted.description or None)
     )
 

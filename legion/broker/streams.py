@@ -38,6 +38,7 @@ class StreamSpec:
     duplicate_window_s: float = 120.0
     allow_direct: bool = True
     description: str = ""
+    max_msgs_per_subject: int = -1  # -1: no limit; 1 keeps only the latest message of each subject
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Literal
 
-from legion.broker import Permissions
+from legion.broker import Permissions, StreamSpec
 from legion.contracts.errors import ConfigError
 from legion.contracts.names import validate_token
 from legion.runtime.config import FleetConfig, ResourceLimits
@@ -34,6 +34,7 @@ __all__ = [
     "FleetActor",
     "KindContext",
     "fleet_actors",
+    "kind_streams",
     "load_kinds",
     "singleton",
 ]
@@ -59,6 +60,10 @@ def _no_limits(_name: str, _config: FleetConfig) -> ResourceLimits | None:
     return None
 
 
+def _no_streams(_config: FleetConfig) -> Sequence[StreamSpec]:
+    return ()
+
+
 def singleton(name: str) -> Callable[[FleetConfig], Sequence[str]]:
     """``instances`` of a kind that runs once per fleet, as actor ``name``."""
     return lambda _config: (name,)
@@ -73,7 +78,9 @@ class ActorKind:
     ``account`` is ``LEGION`` for trusted actors (a service credential with ``permissions``) or
     ``AGENTS`` for agents (the fleet mints each agent's credential from its legion.yaml entry).
     ``env`` adds to the base environment every actor gets; only a kind that needs secrets passes
-    them on (the vault).
+    them on (the vault). ``streams`` are the JetStream streams the kind's actors need beyond the
+    fleet's own (EVENTS, INBOX, LEDGER): the launcher provisions them with the admin credential before
+    any actor starts (the scheduler's SCHEDULES).
     """
 
     name: str
@@ -84,6 +91,7 @@ class ActorKind:
     permissions: Callable[[str, FleetConfig], Permissions] | None = None
     env: Callable[[str, KindContext], Mapping[str, str]] = _no_env
     limits: Callable[[str, FleetConfig], ResourceLimits | None] = _no_limits
+    streams: Callable[[FleetConfig], Sequence[StreamSpec]] = _no_streams
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -148,3 +156,20 @@ def fleet_actors(config: FleetConfig, kinds: Mapping[str, ActorKind] | None = No
             owner[name] = kind.name
             found.append(FleetActor(name=name, kind=kind))
     return found
+
+
+def kind_streams(plan: Sequence[FleetActor], config: FleetConfig) -> list[StreamSpec]:
+    """The streams the kinds of ``plan`` declare, each kind asked once; ConfigError if two kinds
+    declare one stream name differently."""
+    found: dict[str, StreamSpec] = {}
+    asked: set[str] = set()
+    for actor in plan:
+        if actor.kind.name in asked:
+            continue
+        asked.add(actor.kind.name)
+        for spec in actor.kind.streams(config):
+            if found.setdefault(spec.name, spec) != spec:
+                raise ConfigError(
+                    f"stream {spec.name!r} is declared differently by two actor kinds (one is {actor.kind.name!r})"
+                )
+    return list(found.values())

@@ -83,7 +83,8 @@ def test_up_detach_returns_once_every_actor_is_healthy(running: Path) -> None:
     state = read_state(running)
     assert state is not None
     assert state.status == "running"
-    assert {n: a.state for n, a in state.actors.items()} == dict.fromkeys(("ledger", "vault", "starter"), "healthy")
+    actors = ("ledger", "vault", "scheduler", "starter")
+    assert {n: a.state for n, a in state.actors.items()} == dict.fromkeys(actors, "healthy")
     assert state.nats.url.startswith("nats://127.0.0.1:")
     log = (running / ".legion" / "logs" / "launcher.log").read_text()
     assert "healthy" in log, "the background launcher's output goes to launcher.log"
@@ -122,7 +123,7 @@ def test_ps_json_lists_every_actor_alive(running: Path) -> None:
     assert doc["fleet"] == "starter"
     assert doc["nats_url"].startswith("nats://127.0.0.1:")
     rows = {row["name"]: row for row in doc["actors"]}
-    assert set(rows) == {"nats", "ledger", "vault", "starter"}
+    assert set(rows) == {"nats", "ledger", "vault", "scheduler", "starter"}
     assert all(row["alive"] and row["state"] == "healthy" and row["uptime_s"] >= 0 for row in rows.values()), rows
     assert rows["starter"]["kind"] == "agent"
     assert rows["starter"]["id"] == str(_pids(running)["starter"])
@@ -138,7 +139,7 @@ def test_logs_prints_the_last_lines_of_an_actor_or_of_all(running: Path) -> None
     every = _legion("-C", str(running), "logs", "-n", "2", timeout=30)
     assert every.returncode == 0, every.stderr
     prefixes = {line.split(" | ", 1)[0].strip() for line in every.stdout.splitlines()}
-    assert {"launcher", "nats-server", "ledger", "vault", "starter"} <= prefixes
+    assert {"launcher", "nats-server", "ledger", "vault", "scheduler", "starter"} <= prefixes
     missing = _legion("-C", str(running), "logs", "nobody", timeout=30)
     assert missing.returncode == 2
     assert "no log for 'nobody'" in missing.stderr
@@ -173,7 +174,7 @@ def test_down_stops_every_process_and_removes_the_pid_file(tmp_path: Path) -> No
     try:
         _up(fleet)
         pids = _pids(fleet)
-        assert set(pids) == {"launcher", "nats", "ledger", "vault", "starter"}
+        assert set(pids) == {"launcher", "nats", "ledger", "vault", "scheduler", "starter"}
         result = _legion("-C", str(fleet), "down", timeout=90)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().endswith("stopped")

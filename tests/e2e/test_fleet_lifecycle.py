@@ -46,7 +46,7 @@ def test_init_up_task_tail_down_up_keeps_history_and_costs(fleet: Path) -> None:
     ok("-C", str(fleet), "up", "-d")
     ps = json.loads(ok("-C", str(fleet), "ps", "--json"))
     states = {actor["name"]: actor["state"] for actor in ps["actors"]}
-    assert states == {"nats": "healthy", "ledger": "healthy", "vault": "healthy", "starter": "healthy"}
+    assert states == dict.fromkeys(("nats", "ledger", "vault", "scheduler", "starter"), "healthy")
 
     done = json.loads(ok("task", "starter", "Say hello to the team.", "--wait", "--json", "--fleet-dir", str(fleet)))
     assert done["status"] == "completed"

@@ -11,8 +11,8 @@ with ``Nats-Expected-Last-Subject-Sequence-Subject`` = the schedule's wildcard):
 instances, or a firing racing a pause, cannot both win; the loser gets ConcurrencyConflict, catches
 up and decides again.
 
-The scheduler creates the stream itself on start (its service credential may use the JetStream API):
-until actor kinds can declare their streams to the launcher, this keeps the change in this package.
+``legion up`` provisions the stream: the scheduler kind declares it (``kind.py``, ``streams``). A
+scheduler started without the launcher (by hand, in tests) creates it if it is missing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Final
 
 from legion.actors.scheduler.table import ScheduleEvent, op_of
-from legion.broker import Broker, PubAck
+from legion.broker import Broker, FleetLayout, PubAck, StreamSpec, provision
 from legion.contracts import subjects as subj
 from legion.contracts.errors import NotFound
 
@@ -32,7 +32,7 @@ __all__ = [
     "ensure_stream",
     "schedule_subject",
     "schedule_wildcard",
-    "stream_config",
+    "schedules_stream",
     "stream_subjects",
 ]
 
@@ -50,27 +50,24 @@ def stream_subjects(agents: tuple[str, ...] | None = None) -> list[str]:
     return [subj.SCHEDULES.wildcard(agent=a) for a in agents]
 
 
-def stream_config(name: str = SCHEDULES, subjects: list[str] | None = None) -> dict[str, object]:
-    return {
-        "name": name,
-        "description": "Schedules: definitions and the last fired/skipped slot of each (the scheduler's truth)",
-        "subjects": subjects or [subj.SCHEDULES_ALL],
-        "retention": "limits",
-        "max_msgs_per_subject": 1,
-        "storage": "file",
-        "num_replicas": 1,
-        "max_msg_size": 1024 * 1024,
-        "duplicate_window": 120 * 1_000_000_000,
-        "allow_direct": True,
-    }
+def schedules_stream(name: str = SCHEDULES, subjects: list[str] | None = None) -> StreamSpec:
+    """The SCHEDULES stream as the launcher provisions it (the scheduler kind declares it)."""
+    return StreamSpec(
+        name=name,
+        subjects=tuple(subjects or [subj.SCHEDULES_ALL]),
+        max_msgs_per_subject=1,
+        description="Schedules: definitions and the last fired/skipped slot of each (the scheduler's truth)",
+    )
 
 
 async def ensure_stream(broker: Broker, name: str = SCHEDULES, subjects: list[str] | None = None) -> int:
-    """Create the stream if missing; returns its last sequence."""
+    """Create the stream if missing (``legion up`` provisions it; a scheduler run by hand or in a test
+    creates its own); returns its last sequence."""
     try:
         info = await broker.js_api(f"STREAM.INFO.{name}")
     except NotFound:
-        info = await broker.js_api(f"STREAM.CREATE.{name}", stream_config(name, subjects))
+        await provision(broker, FleetLayout(streams=(schedules_stream(name, subjects),)))
+        info = await broker.js_api(f"STREAM.INFO.{name}")
     return int(info.get("state", {}).get("last_seq", 0))
 
 

@@ -4,6 +4,7 @@ consumers and credentials. The launcher (``legion up``) builds on this."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from legion.broker import (
     FleetLayout,
     NatsServerSpec,
     ProvisionReport,
+    StreamSpec,
+    default_streams,
     provision,
 )
 from legion.runtime.config import FleetConfig, load_config, state_dir_of
@@ -47,9 +50,13 @@ class FleetNats:
         self.server: EmbeddedNats | None = None
         self.admin: Broker | None = None
         self.url = ""
+        self.streams: tuple[StreamSpec, ...] = default_streams()
 
-    async def start(self) -> FleetHealth:
+    async def start(self, streams: Sequence[StreamSpec] = ()) -> FleetHealth:
+        """Start (or reach) the server and provision the fleet; ``streams``: the ones actor kinds
+        declare (:func:`legion.runtime.kinds.kind_streams`), besides EVENTS, INBOX and LEDGER."""
         cfg = self.config
+        self.streams = (*default_streams(), *streams)
         admin_creds = self.auth.admin_creds()
         removed = [name for name in self.auth.issued("agent") if name not in cfg.agents]
         for name in removed:  # an agent taken out of legion.yaml loses its credentials now, not at expiry
@@ -83,6 +90,7 @@ class FleetNats:
             projects=cfg.all_projects(),
             inbox_ack_wait_s=cfg.runtime.inbox_ack_wait_s,
             subscriptions=tuple((name, tuple(a.subscribe)) for name, a in cfg.agents.items() if a.subscribe),
+            streams=self.streams,
         )
         report = await provision(self.admin, layout)
         return await self.health(report)
@@ -90,7 +98,7 @@ class FleetNats:
     async def health(self, report: ProvisionReport | None = None) -> FleetHealth:
         assert self.admin is not None
         streams = {}
-        for name in ("EVENTS", "INBOX", "LEDGER"):
+        for name in (s.name for s in self.streams):
             info = await self.admin.js.stream_info(name)
             streams[name] = info.state.messages
         return FleetHealth(

@@ -28,7 +28,7 @@ from legion.runtime.fleet.backends.base import ActorSpec, Backend, RunningActor
 from legion.runtime.fleet.nats import FleetHealth, FleetNats
 from legion.runtime.fleet.state import ActorRecord, ActorStatus, FleetState, write_state
 from legion.runtime.host.process import CONFIG_EXIT
-from legion.runtime.kinds import ActorKind, FleetActor, KindContext, fleet_actors
+from legion.runtime.kinds import ActorKind, FleetActor, KindContext, fleet_actors, kind_streams
 
 __all__ = ["RESTART_SUBJECT", "Launcher", "OnChange", "SupervisorSpec"]
 
@@ -136,7 +136,7 @@ class Launcher:
                 auth.issue_service(actor.name, perms, expires_in=None, replace=True)
         self.state.nats.log = str(self.fleet.state_dir / "logs" / "nats-server.log")
         self._changed()
-        health = await self.fleet.start()
+        health = await self.fleet.start(kind_streams(self.plan, config))
         nats = self.state.nats
         nats.url, nats.embedded, nats.state = health.url, health.embedded, "healthy"
         nats.pid = self.fleet.server.pid if self.fleet.server is not None else None

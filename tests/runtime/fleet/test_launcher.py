@@ -86,7 +86,7 @@ async def test_agents_start_healthy_without_secrets_and_are_supervised(
     try:
         await launcher.start()
         assert {n: s.state for n, s in launcher.actors.items()} == dict.fromkeys(
-            ("ledger", "vault", "alpha", "beta"), "healthy"
+            ("ledger", "vault", "scheduler", "alpha", "beta"), "healthy"
         )
         for name in ("alpha", "beta"):
             running = launcher.actors[name].running
