@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from legion.broker import FleetAuth
-from legion.cli import agent_cmds, data_cmds, options, render
+from legion.cli import agent_cmds, cron_cmds, data_cmds, options, render
 from legion.cli.console import events as console
 from legion.cli.console import fleet as fleet_console
 from legion.cli.console.init import TEMPLATES, InitSpec, init_fleet
@@ -405,6 +405,7 @@ def creds_ingest(
 
 agent_cmds.register(app)  # task, chat
 data_cmds.register(app)  # costs, bb, vault, doctor
+cron_cmds.register(app)  # cron ls|add|rm|pause|resume|run
 
 
 def main() -> None:

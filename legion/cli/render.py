@@ -15,15 +15,18 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from legion.cli.console.events import TailEvent
 from legion.contracts import contract_for
 from legion.contracts.ledger import CostsReport
+from legion.contracts.scheduler import ScheduleInfo, ScheduleList
 from legion.runtime.fleet.state import FleetState
 
 __all__ = [
     "DisplayMode",
     "ProgressDisplay",
+    "cron_table",
     "display_mode",
     "format_age",
     "print_costs",
@@ -234,3 +237,46 @@ def print_costs(report: CostsReport, console: Console, *, by: str = "day") -> No
             str(r.cost_usd),
         )
     console.print(table)
+
+
+# -- legion cron -------------------------------------------------------------------------------------
+def _when(info: ScheduleInfo) -> str:
+    spec = info.spec
+    if spec.cron:
+        text = f"cron {spec.cron}"
+    elif spec.every:
+        text = f"every {spec.every}" + (f" +{spec.offset}" if spec.offset else "")
+    else:
+        text = f"at {spec.at}"
+    if spec.tz != "UTC":
+        text += f" ({spec.tz})"
+    return text + (f" ~{spec.jitter_s:g}s" if spec.jitter_s else "")
+
+
+def _next(info: ScheduleInfo, now: float) -> str:
+    if info.invalid:
+        return "invalid"
+    if info.paused:
+        return "paused"
+    if info.next_fire_ns is None:
+        return "-"
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(info.next_fire_ns / 1e9))
+    return f"{stamp}Z (in {format_age(info.next_fire_ns / 1e9 - now)})"
+
+
+def cron_table(listed: ScheduleList, now: float | None = None) -> Table:
+    """``legion cron ls``: one row per schedule (agent, name, when, next fire, last task, by, note)."""
+    now = time.time() if now is None else now
+    title = "schedules (the whole fleet is PAUSED: `legion cron resume --all`)" if listed.fleet_paused else None
+    table = Table(box=None, pad_edge=False, title=title)
+    for col in ("AGENT", "NAME", "WHEN", "NEXT", "LAST TASK", "BY", "NOTE"):
+        table.add_column(col)
+    for info in listed.schedules:
+        nxt = _next(info, now)
+        style = "red" if info.invalid else "dim" if info.paused else "green"
+        last = info.running_task_id + " (running)" if info.running_task_id else info.last_task_id or "-"
+        note = info.invalid or info.note
+        cells = (info.agent, info.schedule_id, _when(info), nxt, last, info.created_by or "-", note)
+        # Text, not markup: names, notes and errors come from agents and files
+        table.add_row(*(Text(safe(c), style=style if i == 3 else "") for i, c in enumerate(cells)))
+    return table

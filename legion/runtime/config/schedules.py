@@ -102,8 +102,9 @@ class ScheduleEntry(Strict):
             raise ValueError("offset applies to every only")
         return self
 
-    def put(self, schedule_id: str) -> SchedulePut:
-        """This entry as the scheduler's put request, owned by legion.yaml."""
+    def put(self, schedule_id: str, *, by: str = DECLARED_BY) -> SchedulePut:
+        """This entry as the scheduler's put request, owned by legion.yaml unless ``by`` says who
+        else makes it (``legion cron add`` builds its schedules from this model too)."""
         spec = ScheduleSpec(
             cron=self.cron,
             every=self.every,
@@ -126,7 +127,7 @@ class ScheduleEntry(Strict):
             task=ScheduleTask(text=self.task, input=self.input, max_iterations=self.max_iterations),
             paused=self.paused,
             note=self.note,
-            by=DECLARED_BY,
+            by=by,
             request_id=uuid.uuid4().hex,
         )
 
