@@ -138,3 +138,19 @@ def test_down_stops_the_scheduler_too(fleet: Path) -> None:
     assert down.returncode == 0, down.stdout + down.stderr
     assert not (fleet / ".legion" / "run" / "launcher.pid").exists()
     assert os.path.exists(fleet / ".legion" / "logs" / "scheduler.log")
+
+
+def test_up_fails_naming_a_declared_schedule_the_scheduler_refuses(tmp_path: Path) -> None:
+    (tmp_path / "legion.yaml").write_text(
+        "models:\n  m: {model: legion/offline}\nagents:\n  alpha: {model: m}\n"
+        "schedules:\n  bad: {agent: alpha, cron: '*/0 * * * *', task: t}\n"
+    )
+    try:
+        up = _legion(tmp_path, "up", "-d")
+        assert up.returncode != 0, up.stdout
+        assert "scheduler" in up.stdout + up.stderr
+        log = (tmp_path / ".legion" / "logs" / "scheduler.log").read_text()
+        assert "schedules.bad" in log and "'*/0'" in log, log
+    finally:
+        if (tmp_path / ".legion" / "run" / "launcher.pid").exists():
+            _legion(tmp_path, "down", timeout=90)
