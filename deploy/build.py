@@ -304,7 +304,8 @@ def stage_agent(stage: Path) -> tuple[str, str]:
             (stage / "requirements.txt").write_text(requirements)
             _run(
                 uv, "pip", "install", "--quiet", "--require-hashes", "--no-deps", "--compile-bytecode",
-                "--python-platform", PLATFORM, "--python-version", "3.11", "--target", site,
+                "--python", sys.executable, "--python-platform", PLATFORM, "--python-version", "3.11",
+                "--target", site,
                 "-r", stage / "requirements.txt",
             )  # fmt: skip
             shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts with the host's shebang
@@ -325,7 +326,8 @@ def stage_agent(stage: Path) -> tuple[str, str]:
             site.mkdir(parents=True)
             _run(
                 uv, "pip", "install", "--quiet", "--no-deps", "--compile-bytecode",
-                "--python-platform", PLATFORM, "--python-version", "3.11", "--target", site, wheel,
+                "--python", sys.executable, "--python-platform", PLATFORM, "--python-version", "3.11",
+                "--target", site, wheel,
             )  # fmt: skip
             shutil.rmtree(site / "bin", ignore_errors=True)
             (stage / "app.stamp").write_text(stamp)
@@ -336,31 +338,37 @@ def stage_agent(stage: Path) -> tuple[str, str]:
 INPUTS_LABEL = "org.legion.build-inputs"
 
 
-def _docker_build(client: docker.DockerClient, context: Path, tag: str, buildargs: dict[str, str], inputs: str) -> None:
-    """``docker build`` unless ``tag`` exists with the same inputs (sending the context alone takes
-    seconds for the agent image, even when every layer is cached)."""
+def _docker_build(client: docker.DockerClient, context: Path, tag: str, buildargs: dict[str, str], inputs: str) -> str:
+    """``docker build`` tagged ``<tag>-<hash of inputs>`` and ``<tag>``; returns the first. Skipped when
+    that tag exists (sending the agent's context alone takes seconds even when every layer is cached),
+    and the hash in the tag keeps two checkouts sharing one engine from testing each other's image."""
     inputs = hashlib.sha256(f"{inputs}\n{sorted(buildargs.items())}".encode()).hexdigest()
+    exact = f"{tag}-{inputs[:12]}"
+    repo, _, version = tag.partition(":")
     try:
-        if client.images.get(tag).labels.get(INPUTS_LABEL) == inputs:
-            say(f"{tag} present with the same inputs, reused")
-            return
+        client.images.get(exact).tag(repo, version)
     except ImageNotFound:
         pass
+    else:
+        say(f"{exact} present, reused")
+        return exact
     try:
-        client.images.build(
-            path=str(context), tag=tag, buildargs=buildargs, labels={INPUTS_LABEL: inputs}, rm=True, forcerm=True
+        image, _ = client.images.build(
+            path=str(context), tag=exact, buildargs=buildargs, labels={INPUTS_LABEL: inputs}, rm=True, forcerm=True
         )
     except docker.errors.BuildError as exc:
         log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)
         raise SystemExit(f"build: docker build of {tag} failed: {exc.msg}\n{log}") from None
+    image.tag(repo, version)
+    return exact
 
 
 def build_agent(client: docker.DockerClient, base: str, opts: BuildOptions) -> str:
     version, inputs = stage_agent(STAGE / "agent")
     tag = f"legion-agent:{version}{'-sh' if opts.with_shell else ''}"
     with _Step(f"docker build {tag}"):
-        _docker_build(client, STAGE / "agent", tag, {"BASE": base}, inputs)
-    return tag
+        base_id = client.images.get(base).id  # a base rebuilt under its tag (--rebuild-base) rebuilds this
+        return _docker_build(client, STAGE / "agent", tag, {"BASE": base}, f"{inputs}\n{base_id}")
 
 
 # -- nats -------------------------------------------------------------------------------------------------
@@ -376,8 +384,7 @@ def build_nats(client: docker.DockerClient) -> str:
     tag = f"legion-nats:{version}"
     inputs = hashlib.sha256((stage / "nats-server").read_bytes() + (stage / "Dockerfile").read_bytes()).hexdigest()
     with _Step(f"docker build {tag}"):
-        _docker_build(client, stage, tag, {}, inputs)
-    return tag
+        return _docker_build(client, stage, tag, {}, inputs)
 
 
 def build_all(client: docker.DockerClient, opts: BuildOptions) -> Images:
