@@ -72,8 +72,9 @@ class ActorKind:
     starts) and shut-down (the reverse): the ledger before the vault, which callers need first.
     ``account`` is ``LEGION`` for trusted actors (a service credential with ``permissions``) or
     ``AGENTS`` for agents (the fleet mints each agent's credential from its legion.yaml entry).
-    ``env`` adds to the base environment every actor gets; only a kind that needs secrets passes
-    them on (the vault).
+    ``env`` adds to the base environment every actor gets; ``secrets`` go to the actor through the
+    backend's private channel (the process backend: its stdin), never its environment, and only a
+    kind that needs them declares any (the vault).
     """
 
     name: str
@@ -83,6 +84,7 @@ class ActorKind:
     account: Literal["LEGION", "AGENTS"] = "LEGION"
     permissions: Callable[[str, FleetConfig], Permissions] | None = None
     env: Callable[[str, KindContext], Mapping[str, str]] = _no_env
+    secrets: Callable[[str, KindContext], Mapping[str, str]] = _no_env
     limits: Callable[[str, FleetConfig], ResourceLimits | None] = _no_limits
     description: str = ""
 

@@ -20,6 +20,7 @@ from legion.broker import (
     provision,
 )
 from legion.runtime.config import FleetConfig, load_config, state_dir_of
+from legion.runtime.fleet.backends.process import base_environment
 
 __all__ = ["FleetHealth", "FleetNats"]
 
@@ -73,6 +74,7 @@ class FleetNats:
                     port=cfg.nats.port,
                     server_name=f"legion_{cfg.fleet}",
                     auth_config=self.auth.server_config(),
+                    env=base_environment(),  # never the launcher's secrets
                 )
             )
             self.url = await self.server.start()

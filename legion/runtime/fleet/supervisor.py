@@ -120,6 +120,7 @@ class Launcher:
             module=kind.module,
             fleet_dir=fleet_dir,
             env=dict(kind.env(actor.name, ctx)),
+            secrets=dict(kind.secrets(actor.name, ctx)),
             log_path=self.backend.log_path(fleet_dir, actor.name),
             limits=kind.limits(actor.name, config),
         )
