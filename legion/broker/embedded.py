@@ -248,6 +248,14 @@ class EmbeddedNats:
         await self.stop()
         return await self.start()
 
+    async def wait(self) -> int | None:
+        """Until the running server process exits: its exit code (None if none runs). A stop() by
+        this object also ends the wait: the caller tells the two apart."""
+        proc = self._proc
+        if proc is None:
+            return None
+        return await proc.wait()
+
     async def __aenter__(self) -> EmbeddedNats:
         await self.start()
         return self
