@@ -19,6 +19,7 @@ from legion.broker import (
     ProvisionReport,
     provision,
 )
+from legion.broker.streams import default_streams
 from legion.runtime.config import FleetConfig, load_config, state_dir_of
 from legion.runtime.fleet.backends.process import base_environment
 
@@ -84,6 +85,7 @@ class FleetNats:
             agents=tuple(cfg.agents),
             projects=cfg.all_projects(),
             inbox_ack_wait_s=cfg.runtime.inbox_ack_wait_s,
+            streams=default_streams(inbox_max_depth=cfg.runtime.inbox_max_depth),
             subscriptions=tuple((name, tuple(a.subscribe)) for name, a in cfg.agents.items() if a.subscribe),
         )
         report = await provision(self.admin, layout)
