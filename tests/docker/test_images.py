@@ -32,6 +32,8 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
+POLL_S = 0.1  # between two reads of a container's log while waiting (bounded) for a line
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +158,7 @@ def nats(client: Any, images: Images, network: Net, plain_internal: Net) -> Iter
         deadline = time.monotonic() + 30
         while b"Server is ready" not in container.logs():
             assert time.monotonic() < deadline, f"nats-server not ready in 30 s:\n{container.logs().decode()}"
-            time.sleep(0.1)
+            time.sleep(POLL_S)
         yield container.name
     finally:
         container.remove(force=True)

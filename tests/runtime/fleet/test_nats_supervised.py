@@ -23,6 +23,8 @@ from legion.runtime.fleet.state import FleetState, read_state
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
+POLL_S = 0.2  # between two questions to the ledger while it reconnects (bounded by a deadline)
+
 
 async def test_a_killed_nats_server_is_restarted_and_the_fleet_serves_again(tmp_path: Path) -> None:
     (tmp_path / "legion.yaml").write_text("models:\n  m: {model: legion/offline}\nagents:\n  alpha: {model: m}\n")
@@ -60,7 +62,7 @@ async def test_a_killed_nats_server_is_restarted_and_the_fleet_serves_again(tmp_
                     await LedgerClient(admin).costs(CostsQuery())
                     break
                 except LegionError:
-                    await asyncio.sleep(0.2)  # poll: reconnects take a moment after the restart
+                    await asyncio.sleep(POLL_S)  # reconnects take a moment after the restart
         await admin.js_publish(subj.AGENT_INBOX.render(agent="alpha"), AssignTask(task_id="after", text="say hi"))
         completed = await asyncio.wait_for(done.get(), 60)
         assert completed.task_id == "after", "the agent reconnected and works"
