@@ -34,13 +34,13 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check legion tests bench tools
-	$(BIN)/ruff format --check legion tests bench tools
+	$(BIN)/ruff check legion tests bench tools deploy
+	$(BIN)/ruff format --check legion tests bench tools deploy
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format legion tests bench tools
-	$(BIN)/ruff check --fix legion tests bench tools
+	$(BIN)/ruff format legion tests bench tools deploy
+	$(BIN)/ruff check --fix legion tests bench tools deploy
 
 bench: $(STAMP)
 	$(BIN)/python bench/broker_bench.py

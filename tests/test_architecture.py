@@ -173,6 +173,7 @@ PUBLIC = {
         "LegionError",
         "NotFound",
         "PermissionDenied",
+        "QuotaExceeded",
         "Refused",
         "RequestTimeout",
         "Unavailable",

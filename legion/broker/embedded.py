@@ -19,6 +19,7 @@ import signal
 import sys
 import sysconfig
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -64,6 +65,9 @@ class NatsServerSpec:
     max_memory_store: int = 256 * 1024 * 1024
     auth_config: str = field(default="", repr=False)
     ready_timeout: float = 20.0
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+    """The server's whole environment (the launcher passes its base environment: no secret); None
+    inherits this process's."""
 
 
 class EmbeddedNats:
@@ -155,6 +159,7 @@ class EmbeddedNats:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # Ctrl-C in a terminal reaches the launcher, which stops us in order
+            env=dict(self.spec.env) if self.spec.env is not None else None,
         )
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_output(self._proc, ready), name="nats-server-log")
@@ -242,6 +247,14 @@ class EmbeddedNats:
     async def restart(self) -> str:
         await self.stop()
         return await self.start()
+
+    async def wait(self) -> int | None:
+        """Until the running server process exits: its exit code (None if none runs). A stop() by
+        this object also ends the wait: the caller tells the two apart."""
+        proc = self._proc
+        if proc is None:
+            return None
+        return await proc.wait()
 
     async def __aenter__(self) -> EmbeddedNats:
         await self.start()

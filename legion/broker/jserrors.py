@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from legion.contracts.errors import ConcurrencyConflict, LegionError, NotFound, Unavailable
+from legion.contracts.errors import ConcurrencyConflict, LegionError, NotFound, QuotaExceeded, Unavailable
 
 __all__ = ["JSApiError", "raise_for_api_error"]
 
@@ -16,6 +16,7 @@ KEY_NOT_FOUND: Final = 10037
 MESSAGE_NOT_FOUND: Final = 10037
 STREAM_NAME_IN_USE: Final = 10058
 CONSUMER_EXISTS: Final = 10148
+MAX_MSGS_PER_SUBJECT: Final = 10077  # a stream's per-subject cap with discard new: an agent's inbox is full
 
 
 class JSApiError(LegionError):
@@ -36,6 +37,11 @@ def raise_for_api_error(response: dict[str, Any], *, subject: str) -> None:
     code = int(err.get("code", 0))
     err_code = int(err.get("err_code", 0))
     desc = str(err.get("description", ""))
+    if err_code == MAX_MSGS_PER_SUBJECT:
+        raise QuotaExceeded(
+            f"{subject!r} holds as many messages as its cap allows ({desc}); the receiver has to work "
+            "through them first (an agent's inbox depth is runtime.inbox_max_depth in legion.yaml)"
+        )
     if err_code == WRONG_LAST_SEQUENCE:
         raise ConcurrencyConflict(key=subject, expected=None, actual=None)
     if err_code in (STREAM_NOT_FOUND, CONSUMER_NOT_FOUND) or code == 404:

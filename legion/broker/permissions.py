@@ -171,19 +171,28 @@ def admin_permissions() -> Permissions:
     )
 
 
-def service_permissions(actor: str, *, serves: Iterable[str] = (), publishes: Iterable[str] = ()) -> Permissions:
-    """A trusted LEGION actor (vault, ledger, scheduler, gateway): its own events, JetStream, what it serves.
+def service_permissions(
+    actor: str,
+    *,
+    serves: Iterable[str] = (),
+    publishes: Iterable[str] = (),
+    jetstream: Iterable[str] | None = None,
+) -> Permissions:
+    """A trusted LEGION actor (vault, ledger, scheduler, gateway): its own events, what it serves,
+    and the JetStream API it uses.
 
     ``serves`` are the subjects it subscribes to (requests); replies go through allow_responses.
+    ``jetstream`` lists the API subjects it may call (``$JS.API.<...>``, ``$JS.FC.<...>``); None keeps
+    the whole API (``$JS.API.>``, ``$JS.ACK.>``, ``$JS.FC.>``) for kinds that have not narrowed theirs.
+    Appending to a stream needs no API right: the PubAck comes back on the actor's own inbox.
     """
     inbox = f"{LEGION_INBOX_PREFIX}.{validate_token(actor, kind='actor name')}"
+    api = ("$JS.API.>", "$JS.ACK.>", "$JS.FC.>") if jetstream is None else tuple(jetstream)
     return Permissions(
         pub_allow=(
             subj.EVENTS.wildcard(source=actor),
             subj.HEALTH.render(actor=actor),
-            "$JS.API.>",
-            "$JS.ACK.>",
-            "$JS.FC.>",
+            *api,
             *publishes,
         ),
         sub_allow=(f"{inbox}.>", subj.CONTROL.wildcard(actor=actor), *serves),

@@ -19,6 +19,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -29,6 +30,7 @@ from legion.broker.client import Broker
 from legion.broker.permissions import agent_events_durable, agent_state_bucket, bucket_name
 from legion.broker.streams import (
     EVENTS,
+    MAX_MSG_BYTES,
     ConsumerSpec,
     StreamSpec,
     agent_events_consumer,
@@ -40,6 +42,7 @@ from legion.contracts.errors import ConfigError
 __all__ = ["FleetLayout", "ProvisionReport", "provision"]
 
 KV_HISTORY = 64  # the most JetStream keeps per key
+BUCKET_MAX_BYTES = 256 * 1024 * 1024  # one project's blackboard or one agent's state cannot fill the disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +105,11 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
         max_age=spec.max_age_s or None,
         max_bytes=spec.max_bytes,
         max_msg_size=spec.max_msg_size,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
+        discard=DiscardPolicy.NEW if spec.discard_new_per_subject else DiscardPolicy.OLD,
+        discard_new_per_subject=spec.discard_new_per_subject,
         duplicate_window=spec.duplicate_window_s,
         allow_direct=spec.allow_direct,
-        max_msgs_per_subject=spec.max_msgs_per_subject,
     )
 
 
@@ -115,9 +120,10 @@ def _stream_matches(current: StreamConfig, wanted: StreamConfig) -> bool:
         and (current.max_age or 0) == (wanted.max_age or 0)
         and current.max_msg_size == wanted.max_msg_size
         and current.max_bytes == wanted.max_bytes
+        and (current.max_msgs_per_subject or -1) == (wanted.max_msgs_per_subject or -1)
+        and bool(current.discard_new_per_subject) == bool(wanted.discard_new_per_subject)
         and (current.duplicate_window or 0) == (wanted.duplicate_window or 0)
         and bool(current.allow_direct) == bool(wanted.allow_direct)
-        and (current.max_msgs_per_subject or -1) == (wanted.max_msgs_per_subject or -1)
         and (current.description or None) == (wanted.description or None)
     )
 
@@ -164,7 +170,14 @@ async def _ensure_bucket(broker: Broker, bucket: str, report: ProvisionReport) -
     except nats.js.errors.BucketNotFoundError:
         # direct=True: reads use DIRECT.GET with the key in the subject, where permissions can see it
         await broker.js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=KV_HISTORY, direct=True, storage=StorageType.FILE)
+            KeyValueConfig(
+                bucket=bucket,
+                history=KV_HISTORY,
+                direct=True,
+                storage=StorageType.FILE,
+                max_bytes=BUCKET_MAX_BYTES,
+                max_value_size=MAX_MSG_BYTES,
+            )
         )
         report.created.append(f"bucket {bucket}")
         return

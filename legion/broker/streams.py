@@ -12,6 +12,7 @@ from legion.contracts.errors import ConfigError
 __all__ = [
     "EVENTS",
     "INBOX",
+    "INBOX_MAX_DEPTH",
     "LEDGER",
     "MAX_MSG_BYTES",
     "ConsumerSpec",
@@ -35,10 +36,11 @@ class StreamSpec:
     max_age_s: float = 0.0  # 0: keep forever
     max_bytes: int = -1
     max_msg_size: int = MAX_MSG_BYTES
+    max_msgs_per_subject: int = -1  # with discard_new_per_subject: a cap that refuses the next message
+    discard_new_per_subject: bool = False
     duplicate_window_s: float = 120.0
     allow_direct: bool = True
     description: str = ""
-    max_msgs_per_subject: int = -1  # -1: no limit; 1 keeps only the latest message of each subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,14 @@ INBOX: Final = "INBOX"
 LEDGER: Final = "LEDGER"
 
 
-def default_streams(*, events_max_age_s: float = 0.0) -> tuple[StreamSpec, ...]:
+INBOX_MAX_DEPTH: Final = 10_000
+"""Messages waiting in one agent's inbox (its subject) before the next one is refused."""
+
+
+def default_streams(*, events_max_age_s: float = 0.0, inbox_max_depth: int = INBOX_MAX_DEPTH) -> tuple[StreamSpec, ...]:
+    """EVENTS, INBOX and LEDGER. Each agent's inbox is one subject of INBOX, so ``inbox_max_depth``
+    caps every agent's queue on its own: past it, publishing to that agent is refused (the sender gets
+    a typed error) while other agents' inboxes take work as before."""
     return (
         StreamSpec(
             name=EVENTS,
@@ -78,6 +87,8 @@ def default_streams(*, events_max_age_s: float = 0.0) -> tuple[StreamSpec, ...]:
             name=INBOX,
             subjects=(subj.INBOX_ALL,),
             retention="workqueue",
+            max_msgs_per_subject=inbox_max_depth,
+            discard_new_per_subject=True,
             description="Work for agents: tasks, chat turns, steer and cancel commands",
         ),
         StreamSpec(

@@ -27,6 +27,7 @@ from legion.runtime import fleet as launcher
 from legion.runtime import load_config, state_dir_of
 from legion.runtime.config import CONFIG_NAME
 from legion.runtime.fleet.state import FleetState
+from legion.runtime.host.hardening import private_files
 from legion.runtime.host.logs import configure_logging
 
 __all__ = ["app", "main"]
@@ -411,6 +412,7 @@ cron_cmds.register(app)  # cron ls|add|rm|pause|resume|run
 def main() -> None:
     """Errors Legion knows print one line and exit 2; anything else prints one line naming the error
     and exits 1 (its traceback only with --log-level debug, never over the user's screen)."""
+    private_files()  # .legion/ (keys, credentials, logs, stores) and workspaces: 0600/0700
     try:
         app(args=options.hoist_fleet_dir(sys.argv[1:]), prog_name="legion")
     except LegionError as exc:

@@ -31,6 +31,7 @@ from legion.contracts.errors import (
     LegionError,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     RequestTimeout,
     Unavailable,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "NotifyLevel",
     "PermissionDenied",
     "ProjectName",
+    "QuotaExceeded",
     "Release",
     "Reply",
     "Request",

@@ -14,6 +14,7 @@ __all__ = [
     "LegionError",
     "NotFound",
     "PermissionDenied",
+    "QuotaExceeded",
     "Refused",
     "RequestTimeout",
     "Unavailable",
@@ -30,6 +31,13 @@ class Refused(LegionError):
     """Control flow, not a fault: a request refused on purpose, which the code that catches it turns
     into a typed answer (a tool error the model reads, a denied or refused call). Catch it before a
     broad ``except LegionError``."""
+
+
+class QuotaExceeded(LegionError):
+    """A limit that protects the rest of the fleet was reached (an agent's inbox is full, ...). The
+    message names the limit and the legion.yaml key that sets it; a later retry may pass."""
+
+    retryable = True
 
 
 class ConfigError(LegionError):

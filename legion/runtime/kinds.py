@@ -77,10 +77,11 @@ class ActorKind:
     starts) and shut-down (the reverse): the ledger before the vault, which callers need first.
     ``account`` is ``LEGION`` for trusted actors (a service credential with ``permissions``) or
     ``AGENTS`` for agents (the fleet mints each agent's credential from its legion.yaml entry).
-    ``env`` adds to the base environment every actor gets; only a kind that needs secrets passes
-    them on (the vault). ``streams`` are the JetStream streams the kind's actors need beyond the
-    fleet's own (EVENTS, INBOX, LEDGER): the launcher provisions them with the admin credential before
-    any actor starts (the scheduler's SCHEDULES).
+    ``env`` adds to the base environment every actor gets; ``secrets`` go to the actor through the
+    backend's private channel (the process backend: its stdin), never its environment, and only a
+    kind that needs them declares any (the vault). ``streams`` are the JetStream streams the kind's
+    actors need beyond the fleet's own (EVENTS, INBOX, LEDGER): the launcher provisions them with the
+    admin credential before any actor starts (the scheduler's SCHEDULES).
     """
 
     name: str
@@ -90,6 +91,7 @@ class ActorKind:
     account: Literal["LEGION", "AGENTS"] = "LEGION"
     permissions: Callable[[str, FleetConfig], Permissions] | None = None
     env: Callable[[str, KindContext], Mapping[str, str]] = _no_env
+    secrets: Callable[[str, KindContext], Mapping[str, str]] = _no_env
     limits: Callable[[str, FleetConfig], ResourceLimits | None] = _no_limits
     streams: Callable[[FleetConfig], Sequence[StreamSpec]] = _no_streams
     description: str = ""

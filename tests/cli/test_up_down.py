@@ -9,6 +9,7 @@ import re
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -95,9 +96,23 @@ def test_agents_hold_no_provider_key_or_credential(running: Path) -> None:
     agent_env = _environ(pids["starter"])
     assert not [k for k in agent_env if k.startswith(("LEGION_SYSTEM_", "LEGION_CRED_"))]
     assert SECRET not in agent_env.values() and CRED not in agent_env.values()
-    vault_env = _environ(pids["vault"])
-    assert vault_env["LEGION_SYSTEM_OPENAI"] == SECRET, "the vault alone holds keys"
-    assert vault_env["LEGION_CRED_GITHUB"] == CRED
+    for name in ("vault", "nats", "ledger"):
+        environ = _environ(pids[name])
+        assert SECRET not in environ.values() and CRED not in environ.values(), f"{name}: no secret in its environ"
+    ready = next(
+        line for line in (running / ".legion" / "logs" / "vault.log").read_text().splitlines() if "vault.ready" in line
+    )
+    assert "credentials=['github']" in ready, "the vault holds the credential: it came on its stdin"
+
+
+def test_fleet_files_are_private(running: Path) -> None:
+    """umask 077: keys, credentials, run files, logs and stores are 0600 in 0700 directories."""
+    loose = [
+        f"{p.relative_to(running)} {stat.S_IMODE(p.stat().st_mode):o}"
+        for p in (running / ".legion").rglob("*")
+        if not p.is_symlink() and stat.S_IMODE(p.stat().st_mode) & 0o077
+    ]
+    assert not loose, f"readable by group or others: {loose}"
 
 
 @pytest.mark.parametrize("detach", [True, False], ids=["up-d", "up"])

@@ -8,16 +8,23 @@ from typing import Final
 
 from legion.actors.scheduler.actor import Scheduler
 from legion.actors.scheduler.spec import SchedulerSpec
-from legion.actors.scheduler.stream import stream_subjects
+from legion.actors.scheduler.stream import SCHEDULES, stream_subjects
 from legion.actors.scheduler.validate import Limits, check_schedule
-from legion.broker import Permissions, service_permissions
+from legion.broker import EVENTS, Permissions, service_permissions
 from legion.contracts import subjects as subj
 from legion.contracts.errors import ConfigError
 from legion.contracts.scheduler import SchedulePut
 from legion.runtime.config import FleetConfig, declared_puts
 from legion.runtime.host import Actor, HostSpec, ServiceSpec
 
-__all__ = ["QUEUE", "check_declared", "scheduler_factory", "scheduler_host_spec", "scheduler_permissions"]
+__all__ = [
+    "QUEUE",
+    "check_declared",
+    "scheduler_api",
+    "scheduler_factory",
+    "scheduler_host_spec",
+    "scheduler_permissions",
+]
 
 QUEUE: Final = "scheduler"
 """Scheduler instances share agents' requests in this queue group."""
@@ -37,14 +44,47 @@ def scheduler_host_spec(agents: tuple[str, ...] | None = None, *, service: str =
 
 
 def scheduler_permissions(
-    name: str = "scheduler", *, agents: tuple[str, ...] | None = None, service: str = QUEUE
+    name: str = "scheduler",
+    *,
+    agents: tuple[str, ...] | None = None,
+    service: str = QUEUE,
+    stream: str = SCHEDULES,
+    events_stream: str = EVENTS,
 ) -> Permissions:
     """Serve agents' schedule requests and the trusted ones, append to SCHEDULES, send tasks to every
-    agent's inbox, emit its own events, use JetStream (its stream, its readers)."""
+    agent's inbox, emit its own events, and the JetStream API it uses (:func:`scheduler_api`)."""
     return service_permissions(
         name,
         serves=_served(agents, service),
         publishes=[*stream_subjects(agents), subj.INBOX_ALL],
+        jetstream=scheduler_api(stream, events_stream),
+    )
+
+
+def scheduler_api(stream: str = SCHEDULES, events_stream: str = EVENTS) -> tuple[str, ...]:
+    """The JetStream API the scheduler calls, and nothing that deletes or purges:
+
+    - its stream: info, create when missing (a scheduler run without ``legion up``), and the
+      ephemeral pull consumer of its feed (create, next, delete);
+    - EVENTS: the task-end feed's consumer, and one direct get by start time (where to start);
+    - any stream, read only: ``STREAM.INFO`` and ``DIRECT.GET`` for probes, which may watch any
+      stream (``EVENTS``, a blackboard's ``KV_bb_<project>``). Direct gets can read any message of
+      any stream: the price of probes; the scheduler can already send any agent a task.
+    """
+    feeds = []
+    for name in dict.fromkeys((stream, events_stream)):
+        feeds += [
+            f"$JS.API.CONSUMER.CREATE.{name}",
+            f"$JS.API.CONSUMER.CREATE.{name}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{name}.>",
+            f"$JS.API.CONSUMER.DELETE.{name}.>",
+        ]
+    return (
+        f"$JS.API.STREAM.CREATE.{stream}",
+        *feeds,
+        "$JS.API.STREAM.INFO.*",
+        "$JS.API.DIRECT.GET.*",
+        "$JS.API.DIRECT.GET.*.>",
     )
 
 

@@ -44,4 +44,5 @@ def vault_permissions(
             subj.LEDGER.wildcard(),
             subj.STREAM.wildcard(),
         ],
+        jetstream=(),  # it only appends (events, LEDGER): no stream, consumer or purge rights
     )

@@ -18,11 +18,12 @@ LEDGER_SERVICE_ENV: Final = "LEGION_LEDGER_SERVICE"
 
 
 def _env(_name: str, ctx: KindContext) -> Mapping[str, str]:
-    return {
-        **secret_environ(ctx.environ),  # only the vault ever holds keys
-        AGENTS_ACCOUNT_ENV: ctx.agents_account,
-        LEDGER_SERVICE_ENV: LEDGER_SERVICE,
-    }
+    return {AGENTS_ACCOUNT_ENV: ctx.agents_account, LEDGER_SERVICE_ENV: LEDGER_SERVICE}
+
+
+def _secrets(_name: str, ctx: KindContext) -> Mapping[str, str]:
+    """Only the vault ever holds keys; it gets them on stdin, not in its environment."""
+    return secret_environ(ctx.environ)
 
 
 KIND = ActorKind(
@@ -32,5 +33,6 @@ KIND = ActorKind(
     instances=singleton("vault"),
     permissions=lambda name, _config: vault_permissions(name, ledger_service=LEDGER_SERVICE),
     env=_env,
+    secrets=_secrets,
     description="LLM calls and credentialed HTTP for agents; the only holder of keys",
 )

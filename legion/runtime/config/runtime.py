@@ -19,4 +19,7 @@ class RuntimeConfig(Strict):
     backend: Literal["process"] = "process"
     allow_run_command: bool = Field(default=False, description="let agents that list run_command use it")
     inbox_ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery delay of a crashed agent's work")
+    inbox_max_depth: int = Field(
+        default=10_000, ge=1, le=10_000_000, description="messages waiting per agent before the next is refused"
+    )
     agent_limits: ResourceLimits = Field(default_factory=ResourceLimits, description="limits of every agent process")

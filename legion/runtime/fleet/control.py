@@ -165,7 +165,7 @@ def ps_rows(fleet_dir: Path, state: FleetState) -> list[PsRow]:
             "process" if nats.embedded else "external",
             str(nats.pid) if nats.pid else None,
             nats_alive,
-            0,
+            nats.restarts,
             now - state.started_at if nats.state == "healthy" else None,
             nats.log,
         )

@@ -19,10 +19,11 @@ from legion.broker import (
     NatsServerSpec,
     ProvisionReport,
     StreamSpec,
-    default_streams,
     provision,
 )
+from legion.broker.streams import default_streams
 from legion.runtime.config import FleetConfig, load_config, state_dir_of
+from legion.runtime.fleet.backends.process import base_environment
 
 __all__ = ["FleetHealth", "FleetNats"]
 
@@ -56,7 +57,7 @@ class FleetNats:
         """Start (or reach) the server and provision the fleet; ``streams``: the ones actor kinds
         declare (:func:`legion.runtime.kinds.kind_streams`), besides EVENTS, INBOX and LEDGER."""
         cfg = self.config
-        self.streams = (*default_streams(), *streams)
+        self.streams = (*default_streams(inbox_max_depth=cfg.runtime.inbox_max_depth), *streams)
         admin_creds = self.auth.admin_creds()
         removed = [name for name in self.auth.issued("agent") if name not in cfg.agents]
         for name in removed:  # an agent taken out of legion.yaml loses its credentials now, not at expiry
@@ -80,6 +81,7 @@ class FleetNats:
                     port=cfg.nats.port,
                     server_name=f"legion_{cfg.fleet}",
                     auth_config=self.auth.server_config(),
+                    env=base_environment(),  # never the launcher's secrets
                 )
             )
             self.url = await self.server.start()

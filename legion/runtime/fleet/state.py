@@ -54,6 +54,7 @@ class NatsRecord(msgspec.Struct, kw_only=True):
     embedded: bool = True
     pid: int | None = None  # the embedded nats-server (a host process); None for an external server
     state: ActorStatus = "starting"
+    restarts: int = 0  # the launcher restarted it after it exited
     log: str = ""
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
@@ -120,6 +122,7 @@ class Launcher:
             module=kind.module,
             fleet_dir=fleet_dir,
             env=dict(kind.env(actor.name, ctx)),
+            secrets=dict(kind.secrets(actor.name, ctx)),
             log_path=self.backend.log_path(fleet_dir, actor.name),
             limits=kind.limits(actor.name, config),
         )
@@ -144,6 +147,8 @@ class Launcher:
         self.state.provisioned = {"created": health.report.created, "updated": health.report.updated}
         admin = self.fleet.admin
         assert admin is not None
+        if self.fleet.server is not None:
+            self._spawn_task(self._watch_nats(), "supervise-nats")
         ctx = KindContext(
             fleet_dir=self.fleet.fleet_dir,
             config=config,
@@ -178,6 +183,48 @@ class Launcher:
             await self._spawn(sup)
             self._watch_task(sup)
         await asyncio.gather(*(self._until_ready(sup) for sup in group))
+
+    def _spawn_task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _watch_nats(self) -> None:
+        """Restart the embedded nats-server whenever it exits: same port, same store, the current
+        accounts and revocations. Actors and the admin connection reconnect by themselves."""
+        server = self.fleet.server
+        assert server is not None
+        nats = self.state.nats
+        while not self._stopping.is_set():
+            code = await server.wait()
+            if self._stopping.is_set() or code is None:
+                return
+            log.warning("nats.exited", code=code)
+            nats.pid, nats.state = None, "restarting"
+            self._changed()
+            attempt = 0
+            while not self._stopping.is_set():
+                delay = self.spec.backoff_s[min(attempt, len(self.spec.backoff_s) - 1)]
+                attempt += 1
+                server.spec = dataclasses.replace(server.spec, auth_config=self.fleet.auth.server_config())
+                try:
+                    await server.restart()
+                except Unavailable as exc:
+                    log.warning("nats.restart_failed", error=str(exc), retry_in_s=delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._stopping.wait()
+                    continue
+                break
+            if self._stopping.is_set():
+                return
+            nats.pid, nats.state = server.pid, "healthy"
+            nats.restarts += 1
+            self._changed()
+            await self._record_event(
+                ActorStopped(actor="nats", reason=f"nats-server exited with code {code}; restarted", exit_code=code)
+            )
 
     def _watch_task(self, sup: _Supervised) -> None:
         admin = self.fleet.admin

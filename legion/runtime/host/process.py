@@ -22,6 +22,7 @@ from legion.contracts.errors import ConfigError, LegionError
 from legion.runtime.config import FleetConfig, load_config, state_dir_of
 from legion.runtime.host.actor import Actor
 from legion.runtime.host.actor_host import ActorHost, HostSpec
+from legion.runtime.host.hardening import private_files
 from legion.runtime.host.logs import configure_logging
 
 __all__ = ["CONFIG_EXIT", "ActorFactory", "actor_args", "run_actor_process"]
@@ -83,6 +84,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run_actor_process(kind: str, factory: ActorFactory, argv: list[str] | None = None) -> None:
     args = actor_args(kind, argv)
+    private_files()
     configure_logging(level=args.log_level)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

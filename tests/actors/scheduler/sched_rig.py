@@ -73,7 +73,7 @@ class Rig:
 
     async def start(self, base: str = "sched", **spec: Any) -> Running:
         name = self.fleet.name(base)
-        perms = scheduler_permissions(name, agents=self.agents, service=self.service)
+        perms = scheduler_permissions(name, agents=self.agents, service=self.service, stream=self.stream)
         creds = self.fleet.server.auth.issue_service(name, perms)
         broker = await self.fleet.connect(creds, name=name)
         sched = Scheduler(

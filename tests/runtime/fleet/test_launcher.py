@@ -43,9 +43,16 @@ async def test_actors_start_hold_only_their_own_secrets_and_are_restarted(
         ledger, vault = launcher.actors["ledger"], launcher.actors["vault"]
         assert ledger.state == vault.state == "healthy"
         assert ledger.running is not None and vault.running is not None
-        assert _environ(_pid(vault.running) or 0).get("LEGION_SYSTEM_OPENAI") == secret
-        assert "LEGION_SYSTEM_OPENAI" not in _environ(_pid(ledger.running) or 0), "only the vault gets keys"
-        assert not any(k.startswith("LEGION_SYSTEM_") for k in _environ(_pid(ledger.running) or 0))
+        for running in (vault.running, ledger.running):
+            environ = _environ(_pid(running))
+            assert secret not in environ.values(), "keys never travel in an environment (/proc/<pid>/environ)"
+            assert not any(k.startswith("LEGION_SYSTEM_") for k in environ)
+        assert launcher.fleet.server is not None and launcher.fleet.server.pid is not None
+        assert secret not in _environ(launcher.fleet.server.pid).values(), "nats-server gets the base environment"
+        log = (tmp_path / ".legion" / "logs" / "vault.log").read_text()
+        assert "vault.ready" in log and "'openai'" in log.split("vault.ready", 1)[1].split("\n", 1)[0], (
+            "the vault got the key on its stdin"
+        )
 
         admin = launcher.fleet.admin
         assert admin is not None

@@ -40,6 +40,7 @@ class ActorSpec:
     module: str
     fleet_dir: Path
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # added to the base environment
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # handed over privately, never env
     log_path: Path | None = None
     limits: ResourceLimits | None = None
 

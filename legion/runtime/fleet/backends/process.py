@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import resource
 import signal
@@ -24,6 +25,7 @@ from typing import Final
 from legion.runtime.config import state_dir_of
 from legion.runtime.fleet.backends.base import ActorRef, ActorSpec, RunningActor
 from legion.runtime.fleet.procs import cmdline, start_time, terminate
+from legion.runtime.host.hardening import SECRETS_ON_STDIN
 
 __all__ = ["BACKEND", "ProcessBackend", "base_environment", "pid_of", "process_ref"]
 
@@ -105,7 +107,11 @@ class ProcessBackend:
     name = BACKEND
 
     async def start(self, spec: ActorSpec) -> RunningActor:
+        """Secrets go on the child's stdin as one JSON object (read once, then closed), so no other
+        process sees them in ``/proc/<pid>/environ``."""
         env = {**base_environment(), **spec.env}
+        if spec.secrets:
+            env[SECRETS_ON_STDIN] = "1"
         args = [sys.executable, "-m", spec.module, "--fleet-dir", str(spec.fleet_dir), "--name", spec.name]
         log = spec.log_path or self.log_path(spec.fleet_dir, spec.name)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -113,12 +119,18 @@ class ProcessBackend:
             proc = await asyncio.create_subprocess_exec(
                 *args,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if spec.secrets else asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_limiter(spec),
             )
+        if spec.secrets:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(dict(spec.secrets)).encode())
+            with contextlib.suppress(ConnectionError):  # it died at once: its exit says why
+                await proc.stdin.drain()
+            proc.stdin.close()
         return _Process(proc, process_ref(proc.pid))
 
     async def restart(self, running: RunningActor, spec: ActorSpec, grace: float) -> RunningActor:

@@ -14,6 +14,7 @@ from legion.runtime.fleet.backends import ActorSpec, Backend, ProcessBackend
 
 BACKENDS: dict[str, Callable[[], Backend]] = {"process": ProcessBackend}
 SLEEPER = "legion.testing.sleeper"
+POLL_S = 0.05  # between two reads of a log while waiting (bounded) for a line: a file has no change notification
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -33,7 +34,7 @@ async def _until_logged(backend: Backend, fleet: Path, name: str, text: str, tim
             content = path.read_text(encoding="utf-8") if path.exists() else ""
             if text in content:
                 return content
-            await asyncio.sleep(0.05)  # poll: a log file has no change notification
+            await asyncio.sleep(POLL_S)
 
 
 async def test_start_runs_the_spec_with_its_environment_and_logs_its_output(backend: Backend, tmp_path: Path) -> None:
