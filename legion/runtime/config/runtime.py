@@ -1,4 +1,4 @@
-"""``runtime:``: how the fleet runs its actors (backend, agent limits, inbox redelivery)."""
+"""``runtime:``: how the fleet runs its actors (backend, agent limits, inbox redelivery, the vault's quotas)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import Field
 
 from legion.runtime.config.agents import ResourceLimits
 from legion.runtime.config.base import Strict
+from legion.runtime.config.quota import VaultConfig
 
 __all__ = ["RuntimeConfig"]
 
@@ -20,3 +21,4 @@ class RuntimeConfig(Strict):
     allow_run_command: bool = Field(default=False, description="let agents that list run_command use it")
     inbox_ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery delay of a crashed agent's work")
     agent_limits: ResourceLimits = Field(default_factory=ResourceLimits, description="limits of every agent process")
+    vault: VaultConfig = Field(default_factory=VaultConfig, description="how the vault shares itself among agents")
