@@ -20,13 +20,18 @@ def host_spec(*, agents: Iterable[str] | None = None, queue: str = QUEUE, heartb
     in queue group ``vault``.
 
     ``agents`` limits it to those agents' subjects (tests sharing one server with other vaults).
+    The host does not bound the requests in flight (``concurrency=None``): it hands each to the
+    vault at once, whose scheduler admits it in the calling agent's own lane, so a backlog of one
+    agent never waits in front of another's request in the subscription.
     """
     templates = (subj.VAULT_LLM, subj.VAULT_HTTP, subj.VAULT_BUDGET)
     if agents is None:
         subjects = [t.wildcard() for t in templates]
     else:
         subjects = [t.render(agent=a) for a in agents for t in templates]
-    return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in subjects), heartbeat_s=heartbeat_s)
+    return HostSpec(
+        services=tuple(ServiceSpec(subject=s, queue=queue, concurrency=None) for s in subjects), heartbeat_s=heartbeat_s
+    )
 
 
 def vault_permissions(
