@@ -44,8 +44,9 @@ class ServiceSpec:
 
     ``concurrency`` bounds the requests in flight; the subscription waits for a free slot, so a
     request queues behind every earlier one. ``None``: the host does not bound them and starts each
-    request's handler at once; the actor then admits requests itself (the vault's per-agent fair
-    scheduler), so one caller's backlog cannot hold up another caller's request here.
+    request's handler at once, then yields, so that the actor's subscriptions take turns (one
+    subscription's backlog is not handed over in one go ahead of another's request); the actor
+    admits requests itself (the vault's per-agent fair scheduler).
     """
 
     subject: str
@@ -136,6 +137,8 @@ class ActorHost:
             task = tg.create_task(self._serve(msg, limit))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if limit is None:
+                await asyncio.sleep(0)  # let the other subscriptions hand over theirs
 
         sub = await self.broker.subscribe(spec.subject, on_msg, queue=spec.queue)
         subscribed.set()
