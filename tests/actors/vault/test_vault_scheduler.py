@@ -1,13 +1,18 @@
 """The vault's fair scheduler on its own: round-robin turns under the vault's cap, queue bounds,
-cancelled waiters. Orders and counts only, no clock."""
+cancelled waiters (orders and counts only, no clock); and how the vault process is hosted."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from legion.actors.vault.__main__ import factory
+from legion.actors.vault.actor import Vault
 from legion.actors.vault.scheduler import Limits, QuotaRefused, Scheduler
+from legion.contracts import subjects as subj
+from legion.runtime.config import FleetConfig
 
 UNLIMITED = Limits(concurrency=8, queue=1000, rate_per_s=None, burst=1)
 
@@ -97,3 +102,15 @@ async def test_a_lane_waiting_for_a_token_starts_when_it_comes() -> None:
     async with asyncio.timeout(5):
         await asyncio.gather(*(call() for _ in range(4)))
     assert len(done) == 4, "queued behind the bucket, not refused"
+
+
+async def test_the_vault_process_subscribes_per_agent_without_a_host_cap(tmp_path: Path) -> None:
+    """Each agent's requests wait in their own subscription's queue; the scheduler, not the host, admits."""
+    config = FleetConfig.model_validate({"models": {"m": {"model": "legion/offline"}}, "agents": {"b": {}, "a": {}}})
+    vault, spec = await factory("vault", config, tmp_path)
+    assert isinstance(vault, Vault)
+    assert [s.subject for s in spec.services] == [
+        t.render(agent=agent) for agent in ("a", "b") for t in (subj.VAULT_LLM, subj.VAULT_HTTP, subj.VAULT_BUDGET)
+    ]
+    assert {s.concurrency for s in spec.services} == {None}
+    assert {s.queue for s in spec.services} == {"vault"}
