@@ -1,10 +1,11 @@
 """The flooding agent of ``fairness_bench.py``, as its own process so that its work never shares the
 measuring probe's event loop:
 
-    python bench/_flood.py URL CREDS AGENT N MODEL
+    python bench/_flood.py URL CREDS AGENT N MODEL [once]
 
 Connects with the agent's credential and keeps N LLM calls outstanding on ``legion.vault.<agent>.llm``:
-every answered call (reply or refusal) is sent again at once. Prints ``ready`` once N are out, then
+every answered call (reply or refusal) is sent again at once (with ``once``: N calls at once, none
+sent again). Prints ``ready`` once N are out, then
 reads commands on stdin: ``mark`` (snapshot the counts), ``stop`` (send no more, wait until every
 outstanding call is answered, so the vault is idle again, print the counts from the mark to the stop
 as one JSON line and exit).
@@ -28,7 +29,7 @@ from legion.contracts.errors import LegionError
 TIMEOUT_S = 120.0
 
 
-async def flood(url: str, creds: Path, agent: str, n: int, model: str) -> None:
+async def flood(url: str, creds: Path, agent: str, n: int, model: str, *, once: bool) -> None:
     broker = await Broker.connect(ConnectSpec(url=url, creds=creds, name=f"flood-{agent}"))
     subject = subj.VAULT_LLM.render(agent=agent)
     counts: Counter[str] = Counter()
@@ -54,6 +55,8 @@ async def flood(url: str, creds: Path, agent: str, n: int, model: str) -> None:
                 outstanding -= 1
             if not stopping.is_set():
                 low = min(low, outstanding)
+            if once:
+                return
 
     async with asyncio.TaskGroup() as tg:
         for _ in range(n):
@@ -78,4 +81,4 @@ async def flood(url: str, creds: Path, agent: str, n: int, model: str) -> None:
 if __name__ == "__main__":
     url, creds, agent, n, model = sys.argv[1:6]
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C of the benchmark reaches this process too
-        asyncio.run(flood(url, Path(creds), agent, int(n), model))
+        asyncio.run(flood(url, Path(creds), agent, int(n), model, once=sys.argv[6:7] == ["once"]))

@@ -14,8 +14,10 @@ budget ever stops a flood). The benchmark connects with each agent's own credent
 2. what the flood got during the probe's window: replies, refusals by code, and the fewest calls it
    had outstanding (the flood was real the whole time).
 
-Scenarios: ``defaults``: ``flood`` has the default quota (8 in progress, 64 waiting, 50 a second),
-so most of its calls are refused at once (``busy``) and sent again: a storm of refusals. ``queued``:
+Scenarios: ``burst``, the issue's case: ``flood`` has the default quota (8 in progress, 64 waiting,
+50 a second) and sends N calls at once, none again; the window starts with the burst (the flood's
+calls outstanding at its end are reported). ``defaults``: the same quota, every answered or refused
+call sent again at once: a storm of refusals. ``queued``:
 ``flood`` may queue all N (``quota: {queue: N, rate_per_s: null}``), so its backlog waits in its own
 lane and runs at the vault's full speed on its 8 slots: the fair queue itself. ``probe`` has
 ``rate_per_s: null`` in both: it calls back to back, faster than the default 50 a second.
@@ -50,7 +52,7 @@ LEGION = [sys.executable, "-m", "legion"]
 FLOOD_SCRIPT = Path(__file__).with_name("_flood.py")
 MODEL = "offline"
 FLOOD, PROBE = "flood", "probe"
-SCENARIOS = ("defaults", "queued")
+SCENARIOS = ("burst", "defaults", "queued")
 GOAL_RATIO = 2.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -119,10 +121,10 @@ def cpu_s(fleet: Path) -> dict[str, float]:
     return out
 
 
-def start_flood(fleet: Path, url: str, n: int) -> subprocess.Popen[str]:
+def start_flood(fleet: Path, url: str, n: int, *, once: bool) -> subprocess.Popen[str]:
     creds = fleet / ".legion" / "creds" / f"{FLOOD}.creds"
     proc = subprocess.Popen(
-        [sys.executable, str(FLOOD_SCRIPT), url, str(creds), FLOOD, str(n), MODEL],
+        [sys.executable, str(FLOOD_SCRIPT), url, str(creds), FLOOD, str(n), MODEL, *(["once"] if once else [])],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -141,7 +143,7 @@ def tell(proc: subprocess.Popen[str], command: str) -> None:
     proc.stdin.flush()
 
 
-async def one_scenario(fleet: Path, n: int, samples: int, warmup: int) -> dict[str, Any]:
+async def one_scenario(fleet: Path, n: int, samples: int, warmup: int, *, once: bool) -> dict[str, Any]:
     legion("-C", str(fleet), "up", "-d", timeout=400)
     url = (fleet / ".legion" / "nats.url").read_text(encoding="utf-8").strip()
     broker = await Broker.connect(ConnectSpec(url=url, creds=fleet / ".legion" / "creds" / f"{PROBE}.creds"))
@@ -149,9 +151,10 @@ async def one_scenario(fleet: Path, n: int, samples: int, warmup: int) -> dict[s
         await probe_calls(broker, warmup)
         idle = await probe_calls(broker, samples)
         progress(f"    idle: {samples} calls; flooding with {n} outstanding calls")
-        proc = start_flood(fleet, url, n)
+        proc = start_flood(fleet, url, n, once=once)
         try:
-            await asyncio.sleep(1.0)  # the first burst is in; then the window starts
+            if not once:
+                await asyncio.sleep(1.0)  # the first burst is in; then the window starts
             tell(proc, "mark")
             cpu0, t0 = cpu_s(fleet), time.monotonic()
             flooded = await probe_calls(broker, samples)
@@ -213,8 +216,10 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         answered = ", ".join(f"{k} {v}" for k, v in sorted(c["answered"].items())) or "none"
         rate = sum(c["answered"].values()) / s["window_s"]
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(s["cpu_busy"].items()))
-        rows.append([scenario, answered, f"{rate:.0f}/s", str(c["outstanding_low"]), cpu])
-    out += indented(["scenario", "answered (by outcome)", "rate", "fewest outstanding", "CPU busy (cores)"], rows)
+        outstanding = f"{c['outstanding_low']} / {c['outstanding_at_stop']}"
+        rows.append([scenario, answered, f"{rate:.0f}/s", outstanding, cpu])
+    headers = ["scenario", "answered (by outcome)", "rate", "outstanding: fewest / at end", "CPU busy (cores)"]
+    out += indented(headers, rows)
     return "\n".join(out)
 
 
@@ -234,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fleet = make_fleet(root, scenario, n)
             progress(f"{scenario}: legion up -d")
             try:
-                raw[scenario] = asyncio.run(one_scenario(fleet, n, samples, warmup=min(50, samples)))
+                once = scenario == "burst"
+                raw[scenario] = asyncio.run(one_scenario(fleet, n, samples, warmup=min(50, samples), once=once))
             finally:
                 stop_fleet(fleet)
     meta = {**clock.meta(nats_server=True), "quick": args.quick, "flood": n, "samples": samples}
