@@ -55,7 +55,7 @@ class Limits:
 
 
 def limits_from(config: FleetConfig) -> Callable[[str], Limits]:
-    """Each agent's :class:`Limits` from legion.yaml, resolved once (an unknown agent gets the default)."""
+    """Each agent's :class:`Limits` from legion.yaml (asked once per lane; an unknown agent gets the default)."""
 
     def of(agent: str) -> Limits:
         quota = config.quota_of(agent)
@@ -76,11 +76,10 @@ class QuotaRefused(Refused):
 
     retryable = True
 
-    def __init__(self, code: QuotaCode, message: str, *, retry_after_s: float) -> None:
+    def __init__(self, code: QuotaCode, message: str) -> None:
         super().__init__(message)
         self.code: QuotaCode = code
         self.message = message
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(slots=True, eq=False)
@@ -250,19 +249,16 @@ class Scheduler:
                 f"{who} is over its rate limit for {lane.api} calls: {limits.rate_per_s:g} a second "
                 f"(bursts of {limits.burst}) and {limits.queue} already waiting; retry in {retry:.1f} s, "
                 f"or raise {where}.rate_per_s / {where}.burst in legion.yaml",
-                retry_after_s=retry,
             )
         if lane.running >= limits.concurrency:
             return QuotaRefused(
                 "busy",
                 f"{who} has {lane.running} {lane.api} calls in progress (its cap, {where}.concurrency) and "
                 f"{waiting} waiting ({where}.queue); retry when one ends, or raise these in legion.yaml",
-                retry_after_s=1.0,
             )
         return QuotaRefused(
             "busy",
             f"the vault has {self.running} calls in progress (its cap, runtime.vault.concurrency) and "
             f"{waiting} of {who}'s {lane.api} calls waiting ({where}.queue); retry later, "
             "or raise runtime.vault.concurrency in legion.yaml or run another vault",
-            retry_after_s=1.0,
         )

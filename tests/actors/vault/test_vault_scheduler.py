@@ -90,6 +90,19 @@ async def test_a_full_queue_refuses_busy_and_a_cancelled_waiter_gives_its_place_
     assert scheduler.running == 0
 
 
+async def test_when_the_vaults_cap_holds_a_call_the_refusal_names_that_key() -> None:
+    scheduler = Scheduler(lambda _agent: Limits(concurrency=4, queue=0, rate_per_s=None, burst=1), concurrency=1)
+    rec = Recorder(scheduler)
+    running = asyncio.create_task(rec.call("a"))
+    await settle()
+    with pytest.raises(QuotaRefused) as refused:
+        await rec.call("b")
+    assert refused.value.code == "busy"
+    assert "runtime.vault.concurrency" in refused.value.message
+    rec.release.set()
+    await running
+
+
 async def test_a_lane_waiting_for_a_token_starts_when_it_comes() -> None:
     fast = Limits(concurrency=4, queue=4, rate_per_s=1000.0, burst=1)
     scheduler = Scheduler(lambda _agent: fast, concurrency=4)
