@@ -14,7 +14,7 @@ help:
 	@echo "make up      create .venv, install, start Legion on the embedded nats-server (Ctrl-C stops)"
 	@echo "make test    create .venv, install, run every test lane this machine can run"
 	@echo "make lint    ruff and mypy --strict on legion/"
-	@echo "make bench   every benchmark (broker, agent, fleet start-up and memory, tail) with figures on stdout"
+	@echo "make bench   every benchmark (broker, agent, fleet start-up and memory, tail, vault fairness) with figures on stdout"
 
 $(BIN)/uv: tools/uv.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/up_bench.py
 	$(BIN)/python bench/tail_bench.py
+	$(BIN)/python bench/fairness_bench.py
 
 schema: $(STAMP)
 	$(BIN)/legion contracts schema --out docs/schema

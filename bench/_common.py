@@ -1,7 +1,8 @@
 """What every benchmark here shares: progress lines, logging, the machine's figures, statistics, the table, JSON.
 
-Imported by ``broker_bench.py``, ``agent_bench.py``, ``up_bench.py`` and ``tail_bench.py`` (and the broker
-benchmark's ``_report.py``), which run as scripts with ``bench/`` first on ``sys.path``.
+Imported by ``broker_bench.py``, ``agent_bench.py``, ``up_bench.py``, ``tail_bench.py`` and
+``fairness_bench.py`` (and the broker benchmark's ``_report.py``), which run as scripts with ``bench/``
+first on ``sys.path``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ from legion.contracts.errors import ConfigError
 __all__ = ["FleetLayout", "ProvisionReport", "provision"]
 
 KV_HISTORY = 64  # the most JetStream keeps per key
-BUCKET_MAX_BYTES = 256 * 1024 * 1024  # one project's blackboard or one agent's state cannot fill the disk
+# No max_bytes per bucket: JetStream reserves a stream's max_bytes against the server's storage at
+# creation (a 256 MiB cap per bucket exhausted the test server, and would a small disk in a big fleet).
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,6 @@ async def _ensure_bucket(broker: Broker, bucket: str, report: ProvisionReport) -
                 history=KV_HISTORY,
                 direct=True,
                 storage=StorageType.FILE,
-                max_bytes=BUCKET_MAX_BYTES,
                 max_value_size=MAX_MSG_BYTES,
             )
         )

@@ -16,11 +16,13 @@ from legion.contracts.base import Reply, Request
 
 __all__ = ["HTTP_ERROR_CODES", "HttpError", "HttpErrorCode", "HttpRequest", "HttpResponse"]
 
-HttpErrorCode = Literal["ssrf", "policy", "credential", "timeout", "too_large", "network", "invalid"]
+HttpErrorCode = Literal[
+    "ssrf", "policy", "credential", "timeout", "too_large", "network", "invalid", "busy", "rate_limited"
+]
 """Why the vault did not answer with an :class:`HttpResponse` (see :class:`HttpError`)."""
 
 HTTP_ERROR_CODES: Final[frozenset[str]] = frozenset(
-    ("ssrf", "policy", "credential", "timeout", "too_large", "network", "invalid")
+    ("ssrf", "policy", "credential", "timeout", "too_large", "network", "invalid", "busy", "rate_limited")
 )
 
 
@@ -58,7 +60,9 @@ class HttpError(Reply, frozen=True, kw_only=True, tag="http.error.v1"):
     loopback, link-local or otherwise internal address, or a scheme other than http/https),
     ``policy`` (the agent may not use the http API, too many redirects), ``credential`` (a
     ``$CRED{name}`` handle the agent may not use or the vault does not hold), ``timeout``,
-    ``too_large`` (the request), ``network`` (DNS, connection, TLS), ``invalid`` (a malformed request).
+    ``too_large`` (the request), ``network`` (DNS, connection, TLS), ``invalid`` (a malformed request),
+    ``busy`` and ``rate_limited`` (the agent's share of the vault is used up, as for :class:`LlmError`;
+    ``retryable``).
     """
 
     request_id: str

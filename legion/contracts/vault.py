@@ -22,11 +22,13 @@ __all__ = [
     "ModelCalled",
 ]
 
-LlmErrorCode = Literal["denied", "policy", "invalid", "budget", "provider", "timeout", "internal"]
+LlmErrorCode = Literal[
+    "denied", "policy", "invalid", "budget", "provider", "timeout", "internal", "busy", "rate_limited"
+]
 """Why the vault did not answer with an :class:`LlmReply` (see :class:`LlmError`)."""
 
 LLM_ERROR_CODES: Final[frozenset[str]] = frozenset(
-    ("denied", "policy", "invalid", "budget", "provider", "timeout", "internal")
+    ("denied", "policy", "invalid", "budget", "provider", "timeout", "internal", "busy", "rate_limited")
 )
 
 
@@ -78,7 +80,12 @@ class LlmError(Reply, frozen=True, kw_only=True, tag="llm.error.v1"):
     - ``budget``: the ledger refused the reservation, or did not answer (``retryable``);
     - ``provider``: every model of the failover chain failed, is cooling down, or has no key;
     - ``timeout``: the last model tried did not answer in time;
-    - ``internal``: a bug in the vault (the message names the error type only).
+    - ``internal``: a bug in the vault (the message names the error type only);
+    - ``busy``: the agent's own calls fill its share of the vault (``concurrency`` in progress and
+      ``queue`` waiting, ``agents.<a>.quota`` / ``runtime.vault.agent_quota``), or the vault's cap
+      (``runtime.vault.concurrency``) is full; ``retryable``, the message names the key to raise;
+    - ``rate_limited``: the agent started more calls than its ``rate_per_s`` / ``burst`` allow and
+      its queue is full; ``retryable``.
     """
 
     request_id: str

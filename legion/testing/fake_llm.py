@@ -57,6 +57,7 @@ class Reply:
     latency: float | None = None  # seconds before responding; None: the server's default
     report_usage: bool | None = None  # None: the server's default
     disconnect_after: int | None = None
+    gate: asyncio.Event | None = None  # held (in flight) until the test sets it
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,6 +127,10 @@ class FakeLlmServer:
         self._always: dict[str | None, ScriptedResponse] = {}
         self._requests: list[RecordedRequest] = []
         self._arrived = asyncio.Condition()
+        self.in_flight = 0
+        """Requests received and not yet answered."""
+        self.max_in_flight = 0
+        """The most requests that were in flight at once."""
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -217,11 +222,21 @@ class FakeLlmServer:
             headers = {name.lower(): value for name, value in request.headers.items()}
             self._requests.append(RecordedRequest(body=body, headers=headers))
             self._arrived.notify_all()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, body)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = str(body.get("model", ""))
         response = self._next_response(model, body)
         latency = self._latency if response.latency is None else response.latency
         if latency > 0:
             await asyncio.sleep(latency)
+        if isinstance(response, Reply) and response.gate is not None:
+            await response.gate.wait()
         if isinstance(response, LlmErrorReply):
             return _error_response(response)
         completion = _Completion(

@@ -33,7 +33,7 @@ async def factory(name: str, config: FleetConfig, fleet_dir: Path) -> tuple[Acto
         agents_account=os.environ.get(AGENTS_ACCOUNT_ENV) or None,
     )
     vault = Vault(name, config, keys, spec, credentials=CredentialStore.load(fleet_dir, environ=secrets))
-    return vault, host_spec()
+    return vault, host_spec(agents=sorted(config.agents))  # one subscription per agent: a queue each
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Many instances may run (queue group ``vault``); each holds its own model health and nothing else,
 so none assumes it is the only one. Configuration, provider keys and agent credentials are read
 once, at construction.
+
+Every call is admitted per agent by the fair scheduler (:mod:`.scheduler`): the host hands each
+request over at once (``ServiceSpec(concurrency=None)``, see :mod:`.hosting`), and the agent's lane
+decides whether it starts, waits its turn or is refused (``busy`` / ``rate_limited``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from legion.actors.vault.health import Clock, ModelHealth
 from legion.actors.vault.http_proxy import HttpProxy, HttpProxySpec
 from legion.actors.vault.keys import ProviderKeys, install_log_scrubber, uninstall_log_scrubber
 from legion.actors.vault.policy import Policy
+from legion.actors.vault.scheduler import QuotaRefused, Scheduler, limits_from
 from legion.contracts import subjects as subj
 from legion.contracts.errors import LegionError
 from legion.contracts.http import HttpError, HttpRequest, HttpResponse
@@ -73,6 +78,7 @@ class Vault(Actor):
         self.keys = keys
         self.policy = Policy(config, keys, default_max_tokens=self.spec.default_max_tokens)
         self.health = ModelHealth(clock)
+        self.scheduler = Scheduler(limits_from(config), concurrency=config.runtime.vault.concurrency)
         self._settings = CallSettings(
             policy=self.policy,
             health=self.health,
@@ -81,6 +87,7 @@ class Vault(Actor):
             ledger_timeout_s=self.spec.ledger_timeout_s,
             reservation_ttl_s=self.spec.reservation_ttl_s,
             agents_account=self.spec.agents_account,
+            scheduler=self.scheduler,
         )
         self._budgets = BudgetReader(config, self.spec.ledger_service, timeout_s=self.spec.ledger_timeout_s)
         store = credentials if credentials is not None else CredentialStore({})
@@ -131,7 +138,10 @@ class Vault(Actor):
         except CallerDenied as denied:
             return LlmError(request_id=req.request_id, code="denied", message=f"denied: {denied.reason}")
         try:
-            return await self._budgets.status(ctx.broker, caller.agent)
+            async with self.scheduler.admit(caller.agent, "budget"):
+                return await self._budgets.status(ctx.broker, caller.agent)
+        except QuotaRefused as refused:
+            return LlmError(request_id=req.request_id, code=refused.code, message=refused.message, retryable=True)
         except LegionError as exc:
             return LlmError(request_id=req.request_id, code="budget", message=f"{exc}", retryable=True)
 
@@ -159,7 +169,10 @@ class Vault(Actor):
             return HttpError(request_id=req.request_id, code="policy", message=f"denied: {denied.reason}")
         try:
             with structlog.contextvars.bound_contextvars(request_id=req.request_id):
-                reply = await self.http_proxy.fetch(caller.agent, req)
+                async with self.scheduler.admit(caller.agent, "http"):
+                    reply = await self.http_proxy.fetch(caller.agent, req)
+        except QuotaRefused as refused:
+            return HttpError(request_id=req.request_id, code=refused.code, message=refused.message, retryable=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - fetch answers every failure itself; this is a bug

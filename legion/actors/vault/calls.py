@@ -1,9 +1,12 @@
 """One LLM request, start to finish: caller, policy, budget, failover chain, billing, events.
 
-Order: identify the caller (denied) -> policy (policy/invalid) -> skip cooling models -> Reserve the
+Order: identify the caller (denied) -> policy (policy/invalid) -> a turn in the agent's lane of the
+fair scheduler (busy/rate_limited, see :mod:`.scheduler`) -> skip cooling models -> Reserve the
 largest estimate of the chain (budget) -> try each alias until one answers -> Commit what was spent
 (or Release when nothing was) -> reply. Every provider call is recorded as ModelCalled, every refusal
-as LlmRefused. Nothing here holds a lock across calls: calls of one agent run concurrently.
+as LlmRefused, except quota refusals (the scheduler logs those, counted: a flood of refused calls
+must not become a flood of events). Nothing here holds a lock across calls: calls of one agent run
+concurrently, up to the agent's cap.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from legion.actors.vault.health import ModelHealth
 from legion.actors.vault.keys import ProviderKeys
 from legion.actors.vault.llm import Attempt, Completion, ProviderFailure, complete, count_prompt_tokens
 from legion.actors.vault.policy import ModelRoute, Plan, Policy, PolicyRefused
+from legion.actors.vault.scheduler import QuotaRefused, Scheduler
 from legion.broker import new_id
 from legion.contracts import subjects as subj
 from legion.contracts.base import Event
@@ -53,6 +57,7 @@ class CallSettings:
     ledger_timeout_s: float
     reservation_ttl_s: float
     agents_account: str | None
+    scheduler: Scheduler
 
 
 class LlmCall:
@@ -84,8 +89,7 @@ class LlmCall:
                 claimed=claimed,
             )
         )
-        if self.agent and self.req.stream and NAME_PATTERN.fullmatch(self.req.session):
-            await self._end_stream()  # listeners of the session learn that nothing more comes
+        await self._end_stream_if_valid()
         return LlmError(request_id=self.req.request_id, code=code, message=reason, retryable=retryable)
 
     async def _emit(self, event: Event) -> None:
@@ -96,10 +100,22 @@ class LlmCall:
 
     # -- the call ------------------------------------------------------------------------------
     async def run(self) -> LlmReply | LlmError:
-        admitted = await self._admit()
-        if isinstance(admitted, LlmError):
-            return admitted
-        plan, ready = admitted
+        plan = await self._admit()
+        if isinstance(plan, LlmError):
+            return plan
+        try:
+            async with self.s.scheduler.admit(plan.agent, "llm"):
+                return await self._call(plan)
+        except QuotaRefused as refused:
+            await self._end_stream_if_valid()
+            return LlmError(request_id=self.req.request_id, code=refused.code, message=refused.message, retryable=True)
+
+    async def _call(self, plan: Plan) -> LlmReply | LlmError:
+        ready = [r for r in plan.chain if self.s.health.available(r.alias)]
+        if not ready:
+            wait = min(self.s.health.cooldown_left(r.alias) for r in plan.chain)
+            reason = f"every model of the chain is cooling down after failures; retry in {wait:.0f} s"
+            return await self._refuse("provider", reason, retryable=True)
         reservation_id = new_id()
         reserve = Reserve(
             reservation_id=reservation_id,
@@ -117,8 +133,8 @@ class LlmCall:
             return await self._refuse("budget", f"budget refused: {reserved.reason or 'no reason given'}")
         return await self._attempts(plan, ready, reservation_id)
 
-    async def _admit(self) -> tuple[Plan, list[ModelRoute]] | LlmError:
-        """The caller, the policy and the models ready to answer; or the refusal."""
+    async def _admit(self) -> Plan | LlmError:
+        """The caller and what the policy allows; or the refusal."""
         subject = self.ctx.msg.subject if self.ctx.msg is not None else ""
         try:
             caller = identify_caller(subject, self.ctx.headers, agents_account=self.s.agents_account)
@@ -131,12 +147,7 @@ class LlmCall:
             return await self._refuse(refused.code, refused.message)
         if not plan.chain:
             return await self._refuse("provider", "no model of the chain can be called: " + "; ".join(plan.skipped))
-        ready = [r for r in plan.chain if self.s.health.available(r.alias)]
-        if not ready:
-            wait = min(self.s.health.cooldown_left(r.alias) for r in plan.chain)
-            reason = f"every model of the chain is cooling down after failures; retry in {wait:.0f} s"
-            return await self._refuse("provider", reason, retryable=True)
-        return plan, ready
+        return plan
 
     def _estimate(self, plan: Plan, ready: Sequence[ModelRoute]) -> Decimal:
         """The largest cost the chain could reach: prompt tokens plus the max_tokens cap, per alias."""
@@ -265,6 +276,11 @@ class LlmCall:
         chunk = LlmChunk(request_id=self.req.request_id, index=self._chunks, delta=delta, done=done)
         self._chunks += 1
         await self.ctx.broker.publish(subject, chunk, trace=self.ctx.trace)
+
+    async def _end_stream_if_valid(self) -> None:
+        """After a refusal: listeners of the session learn that nothing more comes."""
+        if self.agent and self.req.stream and NAME_PATTERN.fullmatch(self.req.session):
+            await self._end_stream()
 
     async def _end_stream(self) -> None:
         if self.req.stream:

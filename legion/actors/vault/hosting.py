@@ -19,14 +19,21 @@ def host_spec(*, agents: Iterable[str] | None = None, queue: str = QUEUE, heartb
     """How to host the vault: every agent's subjects (``legion.vault.*.llm``, ``.http`` and ``.budget``)
     in queue group ``vault``.
 
-    ``agents`` limits it to those agents' subjects (tests sharing one server with other vaults).
+    ``agents`` gives one subscription per agent and subject instead of the wildcards: the vault
+    process passes every agent of legion.yaml, so each agent's requests wait in their own
+    subscription's queue and a flood from one agent is never read in front of another's request
+    (tests pass their own agents, sharing one server with other vaults). The host does not bound
+    the requests in flight (``concurrency=None``): it hands each to the vault at once, whose
+    scheduler admits it in the calling agent's own lane.
     """
     templates = (subj.VAULT_LLM, subj.VAULT_HTTP, subj.VAULT_BUDGET)
     if agents is None:
         subjects = [t.wildcard() for t in templates]
     else:
         subjects = [t.render(agent=a) for a in agents for t in templates]
-    return HostSpec(services=tuple(ServiceSpec(subject=s, queue=queue) for s in subjects), heartbeat_s=heartbeat_s)
+    return HostSpec(
+        services=tuple(ServiceSpec(subject=s, queue=queue, concurrency=None) for s in subjects), heartbeat_s=heartbeat_s
+    )
 
 
 def vault_permissions(

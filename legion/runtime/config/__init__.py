@@ -6,6 +6,7 @@ from legion.runtime.config.agents import AgentConfig, Budget, ProjectConfig, Res
 from legion.runtime.config.fleet import CONFIG_NAME, RESERVED, FleetConfig, NatsConfig, load_config
 from legion.runtime.config.models import ModelConfig, Price
 from legion.runtime.config.paths import state_dir_of
+from legion.runtime.config.quota import Quota, VaultConfig
 from legion.runtime.config.runtime import RuntimeConfig
 from legion.runtime.config.schedules import DECLARED_BY, ScheduleEntry, declared_puts
 
@@ -20,9 +21,11 @@ __all__ = [
     "NatsConfig",
     "Price",
     "ProjectConfig",
+    "Quota",
     "ResourceLimits",
     "RuntimeConfig",
     "ScheduleEntry",
+    "VaultConfig",
     "declared_puts",
     "load_config",
     "state_dir_of",

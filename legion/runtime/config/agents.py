@@ -10,6 +10,7 @@ from pydantic import Field
 
 from legion.contracts import subjects as subj
 from legion.runtime.config.base import Strict, Token, Usd
+from legion.runtime.config.quota import Quota
 
 __all__ = ["AgentConfig", "Budget", "ProjectConfig", "ResourceLimits", "check_subscription"]
 
@@ -51,6 +52,7 @@ class AgentConfig(Strict):
     chat_rounds: int = Field(default=8, gt=0, le=100, description="model rounds per chat turn")
     can_message: list[Token] = Field(default_factory=list, description="agents it may send tasks to")
     limits: ResourceLimits | None = Field(default=None, description="overrides runtime.agent_limits")
+    quota: Quota | None = Field(default=None, description="its share of the vault; overrides runtime.vault.agent_quota")
     subscribe: list[str] = Field(
         default_factory=list,
         description="event subjects delivered to it as work, e.g. legion.ext.github.> or legion.events.pm.report.>",

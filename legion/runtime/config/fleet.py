@@ -18,6 +18,7 @@ from legion.contracts.errors import ConfigError
 from legion.runtime.config.agents import AgentConfig, ProjectConfig, ResourceLimits, check_subscription
 from legion.runtime.config.base import Strict, token
 from legion.runtime.config.models import ModelConfig
+from legion.runtime.config.quota import Quota
 from legion.runtime.config.runtime import RuntimeConfig
 from legion.runtime.config.schedules import ScheduleEntry
 
@@ -69,11 +70,22 @@ class FleetConfig(Strict):
                     )
             for pattern in agent.subscribe:
                 check_subscription(f"agents.{name}.subscribe", pattern)
+            quota = self.quota_of(name)
+            if quota.concurrency > self.runtime.vault.concurrency:
+                raise ValueError(
+                    f"agents.{name}.quota.concurrency ({quota.concurrency}) is more than "
+                    f"runtime.vault.concurrency ({self.runtime.vault.concurrency}), which no agent can exceed; "
+                    "lower the first or raise the second"
+                )
             if "run_command" in (agent.tools or ()) and not self.runtime.allow_run_command:
                 raise ValueError(
                     f"agents.{name}.tools lists run_command, which the process backend does not isolate; "
                     "set runtime.allow_run_command: true to allow it anyway"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _schedules_name_agents(self) -> FleetConfig:
         for sid, entry in self.schedules.items():
             if entry.agent not in self.agents:
                 raise ValueError(
@@ -85,6 +97,12 @@ class FleetConfig(Strict):
     def limits_of(self, agent: str) -> ResourceLimits:
         """The agent's own ``limits``, else the fleet's ``runtime.agent_limits``."""
         return self.agents[agent].limits or self.runtime.agent_limits
+
+    def quota_of(self, agent: str) -> Quota:
+        """``runtime.vault.agent_quota`` with the keys the agent's own ``quota`` sets replaced; the default
+        for an agent not in legion.yaml."""
+        cfg = self.agents.get(agent)
+        return self.runtime.vault.agent_quota.merged(cfg.quota if cfg is not None else None)
 
     def allowed_models(self, agent: str) -> list[str]:
         """The aliases ``agent`` may call: explicit list, else its model plus that model's failover chain."""

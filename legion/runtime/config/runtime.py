@@ -1,4 +1,4 @@
-"""``runtime:``: how the fleet runs its actors (backend, agent limits, inbox redelivery)."""
+"""``runtime:``: how the fleet runs its actors (backend, agent limits, inbox redelivery, the vault's quotas)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import Field
 
 from legion.runtime.config.agents import ResourceLimits
 from legion.runtime.config.base import Strict
+from legion.runtime.config.quota import VaultConfig
 
 __all__ = ["RuntimeConfig"]
 
@@ -23,3 +24,4 @@ class RuntimeConfig(Strict):
         default=10_000, ge=1, le=10_000_000, description="messages waiting per agent before the next is refused"
     )
     agent_limits: ResourceLimits = Field(default_factory=ResourceLimits, description="limits of every agent process")
+    vault: VaultConfig = Field(default_factory=VaultConfig, description="how the vault shares itself among agents")

@@ -40,11 +40,18 @@ log = structlog.get_logger("legion.runtime.host.actor_host")
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """A request/reply subscription. Instances of one service share ``queue`` to scale out."""
+    """A request/reply subscription. Instances of one service share ``queue`` to scale out.
+
+    ``concurrency`` bounds the requests in flight; the subscription waits for a free slot, so a
+    request queues behind every earlier one. ``None``: the host does not bound them and starts each
+    request's handler at once, then yields, so that the actor's subscriptions take turns (one
+    subscription's backlog is not handed over in one go ahead of another's request); the actor
+    admits requests itself (the vault's per-agent fair scheduler).
+    """
 
     subject: str
     queue: str = ""
-    concurrency: int = 64
+    concurrency: int | None = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +102,7 @@ class ActorHost:
         await self._raw_handler(d, self._ctx(d.trace, d.msg))
 
     # -- services --------------------------------------------------------------------------
-    async def _serve(self, msg: Msg, limit: asyncio.Semaphore) -> None:
+    async def _serve(self, msg: Msg, limit: asyncio.Semaphore | None) -> None:
         trace = (msg.headers or {}).get(h.TRACE) or new_id()
         reply: Reply
         try:
@@ -114,20 +121,24 @@ class ActorHost:
             log.exception("service.handler_failed", actor=self.actor.name, subject=msg.subject)
             reply = ServiceError(code="internal", message=f"{type(exc).__name__}", retryable=True)
         finally:
-            limit.release()
+            if limit is not None:
+                limit.release()
         if msg.reply:
             data, headers = encode(reply)
             headers[h.TRACE] = trace
             await self.broker.nc.publish(msg.reply, data, headers=headers)
 
     async def _service_loop(self, spec: ServiceSpec, tg: asyncio.TaskGroup, subscribed: asyncio.Event) -> None:
-        limit = asyncio.Semaphore(spec.concurrency)
+        limit = asyncio.Semaphore(spec.concurrency) if spec.concurrency is not None else None
 
         async def on_msg(msg: Msg) -> None:
-            await limit.acquire()  # back-pressure: at most `concurrency` requests in flight
+            if limit is not None:
+                await limit.acquire()  # back-pressure: at most `concurrency` requests in flight
             task = tg.create_task(self._serve(msg, limit))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if limit is None:
+                await asyncio.sleep(0)  # let the other subscriptions hand over theirs
 
         sub = await self.broker.subscribe(spec.subject, on_msg, queue=spec.queue)
         subscribed.set()

@@ -253,11 +253,12 @@ async def vault_rig(
     instances: int = 1,
     other_config: Mapping[str, Any] | None = None,
     credentials: CredentialStore | None = None,
+    runtime: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[VaultRig]:
     """One agent (``alpha-<id>``), a fake ledger and ``instances`` vaults in one queue group.
 
     ``other_config`` is the legion.yaml entry of each of ``other_agents``; ``credentials`` the
-    agent-tier credentials of the vaults' HTTP proxy.
+    agent-tier credentials of the vaults' HTTP proxy; ``runtime`` legion.yaml's ``runtime:``.
     """
     agent = await fleet.add_agent("alpha")
     others = [await fleet.add_agent(base) for base in other_agents]
@@ -265,7 +266,9 @@ async def vault_rig(
     agents_cfg: dict[str, Any] = {agent.name: dict(agent_config or {"model": "primary"})}
     for other in others:
         agents_cfg[other.name] = dict(other_config or {"model": "primary"})
-    config = FleetConfig.model_validate({"models": dict(models or default_models(llm.base_url)), "agents": agents_cfg})
+    config = FleetConfig.model_validate(
+        {"models": dict(models or default_models(llm.base_url)), "agents": agents_cfg, "runtime": dict(runtime or {})}
+    )
     secret = f"sk-test-SECRET-{uuid.uuid4()}"
     keys = ProviderKeys.load(config, environ={KEY_ENV: secret})
 

@@ -146,6 +146,8 @@ def fleet_config(llm: FakeLlmServer, agent: str) -> FleetConfig:
         {
             "models": {"metered": model},
             "agents": {agent: {"model": "metered", "budget": {"daily_usd": str(BUDGET_USD)}}},
+            # all 100 calls reach the ledger at once: the budget, not the vault's per-agent quota, decides
+            "runtime": {"vault": {"concurrency": 128, "agent_quota": {"concurrency": 128, "rate_per_s": None}}},
         }
     )
 

@@ -124,3 +124,54 @@ async def test_host_serves_requests_consumes_and_shuts_down(legion_fleet: TestFl
         host.stop()
         await run
     assert toy.stopped
+
+
+class Gated(Actor):
+    """Holds every reservation of agent ``held`` until ``gate`` opens."""
+
+    kind = "toy"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gate = asyncio.Event()
+        self.held = 0
+
+    @handler
+    async def reserve(self, req: Reserve, ctx: Context) -> Reserved:
+        if req.agent == "held":
+            self.held += 1
+            await self.gate.wait()
+        return Reserved(reservation_id=req.reservation_id, granted=True)
+
+
+@pytest.mark.nats
+async def test_an_unbounded_service_hands_every_request_to_the_actor_at_once(legion_fleet: TestFleet) -> None:
+    """concurrency=None: requests behind held ones are not queued by the host (the actor admits them)."""
+    fleet = legion_fleet
+    name = fleet.name("gated")
+    service = fleet.server.auth.issue_service(
+        name, service_permissions(name, serves=[subj.SERVICE.wildcard(service=name)])
+    )
+    actor = Gated(name)
+    spec = HostSpec(
+        services=(ServiceSpec(subject=subj.SERVICE.wildcard(service=name), queue=name, concurrency=None),),
+        heartbeat_s=0,
+        announce=False,
+    )
+    host = ActorHost(actor, await fleet.connect(service, name=name), spec)
+    subject = subj.SERVICE.render(service=name, op="reserve")
+
+    def ask(agent: str, n: int) -> Reserve:
+        return Reserve(reservation_id=f"{agent}-{n}", agent=agent, estimate_usd=1)  # type: ignore[arg-type]
+
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(host.run())
+        await asyncio.wait_for(host.ready.wait(), 10)
+        held = [tg.create_task(fleet.admin.request(subject, ask("held", n), timeout=20)) for n in range(100)]
+        free = await fleet.admin.request(subject, ask("free", 0), timeout=10)
+        assert isinstance(free, Reserved)
+        assert not any(t.done() for t in held), "the free request was answered while all held ones wait"
+        actor.gate.set()
+        assert all(isinstance(r, Reserved) for r in await asyncio.gather(*held))
+        host.stop()
+        await run
