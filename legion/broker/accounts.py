@@ -154,7 +154,13 @@ def mint_user(
 ) -> MintedUser:
     """A fresh user key and JWT signed by ``account``; no server change is needed."""
     user = new_keypair("user")
-    nats: dict[str, Any] = {"type": "user", "subs": -1, "data": -1, "payload": -1, **permissions.to_jwt()}
+    nats: dict[str, Any] = {
+        "type": "user",
+        "subs": permissions.max_subs,
+        "data": -1,
+        "payload": permissions.max_payload,
+        **permissions.to_jwt(),
+    }
     if permissions.tags:
         nats["tags"] = list(permissions.tags)
     token = encode_jwt(issuer=account, subject=user.public_key, name=name, nats=nats, expires_in=expires_in)

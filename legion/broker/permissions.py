@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from legion.contracts import subjects as subj
 from legion.contracts.names import validate_token
@@ -75,6 +75,8 @@ class Permissions:
     sub_deny: tuple[str, ...] = ()
     allow_responses: bool = False
     tags: tuple[str, ...] = field(default=())
+    max_subs: int = -1  # subscriptions one connection may hold (-1: no limit)
+    max_payload: int = -1  # bytes per message this user may publish (-1: the server's max_payload)
 
     def to_jwt(self) -> dict[str, Any]:
         """The ``pub``/``sub``/``resp`` part of a user JWT's ``nats`` claims."""
@@ -150,7 +152,16 @@ def agent_permissions(
         pub_allow=tuple(pub),
         sub_allow=(f"{agent_inbox_prefix(agent)}.>",),
         tags=(f"legion-inbox:{agent_inbox_prefix(agent)}", f"legion-js:{js}", "legion-kind:agent"),
+        max_subs=AGENT_MAX_SUBS,
+        max_payload=MAX_USER_PAYLOAD,
     )
+
+
+AGENT_MAX_SUBS: Final = 64
+"""Subscriptions one agent (or ingest) connection may hold: it needs a handful (its request inbox,
+its consumers' deliveries); a bound keeps one compromised agent from loading the server with them."""
+MAX_USER_PAYLOAD: Final = 1024 * 1024
+"""Bytes per message an agent or ingest credential may publish (the streams' message size)."""
 
 
 def ingest_permissions(source: str) -> Permissions:
@@ -159,6 +170,8 @@ def ingest_permissions(source: str) -> Permissions:
         pub_allow=(subj.EXT.wildcard(source=source),),
         sub_allow=(f"{ingest_inbox_prefix(source)}.>",),
         tags=(f"legion-inbox:{ingest_inbox_prefix(source)}", "legion-kind:ingest"),
+        max_subs=AGENT_MAX_SUBS,
+        max_payload=MAX_USER_PAYLOAD,
     )
 
 
