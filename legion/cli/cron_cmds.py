@@ -136,30 +136,33 @@ def cron_rm(agent: options.AgentArg, name: NameArg, as_json: options.JsonOpt = F
     _control("delete", agent, name, as_json)
 
 
-@cron_app.command("pause")
-def cron_pause(
-    agent: Annotated[str, typer.Argument(help="agent name from legion.yaml")] = "",
-    name: Annotated[str, typer.Argument(help="the schedule's name")] = "",
-    every_schedule: AllOpt = False,
-    as_json: options.JsonOpt = False,
-) -> None:
-    """Pause AGENT's schedule NAME, or with --all every schedule of the fleet (no slot is caught up later)."""
+MaybeAgent = Annotated[str, typer.Argument(help="agent name from legion.yaml")]
+MaybeName = Annotated[str, typer.Argument(help="the schedule's name")]
+
+
+def _one_or_all(op: Literal["pause", "resume"], agent: str, name: str, every_schedule: bool, as_json: bool) -> None:
     if every_schedule == bool(agent or name):
         raise _fail("give AGENT NAME, or --all")
-    _control("pause_all" if every_schedule else "pause", agent, name, as_json)
+    if every_schedule:
+        _control("pause_all" if op == "pause" else "resume_all", agent, name, as_json)
+    else:
+        _control(op, agent, name, as_json)
+
+
+@cron_app.command("pause")
+def cron_pause(
+    agent: MaybeAgent = "", name: MaybeName = "", every_schedule: AllOpt = False, as_json: options.JsonOpt = False
+) -> None:
+    """Pause AGENT's schedule NAME, or with --all every schedule of the fleet (no slot is caught up later)."""
+    _one_or_all("pause", agent, name, every_schedule, as_json)
 
 
 @cron_app.command("resume")
 def cron_resume(
-    agent: Annotated[str, typer.Argument(help="agent name from legion.yaml")] = "",
-    name: Annotated[str, typer.Argument(help="the schedule's name")] = "",
-    every_schedule: AllOpt = False,
-    as_json: options.JsonOpt = False,
+    agent: MaybeAgent = "", name: MaybeName = "", every_schedule: AllOpt = False, as_json: options.JsonOpt = False
 ) -> None:
     """Resume AGENT's schedule NAME, or with --all the fleet's schedules (they start from now)."""
-    if every_schedule == bool(agent or name):
-        raise _fail("give AGENT NAME, or --all")
-    _control("resume_all" if every_schedule else "resume", agent, name, as_json)
+    _one_or_all("resume", agent, name, every_schedule, as_json)
 
 
 @cron_app.command("run")

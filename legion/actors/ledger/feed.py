@@ -22,6 +22,7 @@ from nats.aio.subscription import Subscription
 
 from legion.actors.ledger.wire import StreamRecord
 from legion.broker import Broker
+from legion.broker.progress import AppliedWaiters
 from legion.contracts.errors import LegionError, Unavailable
 
 __all__ = ["FeedSpec", "StreamFeed"]
@@ -74,7 +75,7 @@ class StreamFeed:
         self._cseq = 0
         self._last_activity = time.monotonic()
         self._reset_wanted = asyncio.Event()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters = AppliedWaiters()
         self._error: BaseException | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._stopped = False
@@ -94,7 +95,7 @@ class StreamFeed:
                 await self._monitor
             self._monitor = None
         await self._close()
-        self._fail_waiters(Unavailable(f"the {self.spec.stream} feed stopped"))
+        self._waiters.fail(Unavailable(f"the {self.spec.stream} feed stopped"))
 
     async def _open(self) -> None:
         self._gen += 1
@@ -183,12 +184,12 @@ class StreamFeed:
                 # the state could not apply an event: stop here, fail closed, never skip it silently
                 log.exception("ledger.apply_failed", seq=sseq, subject=msg.subject)
                 self._error = exc
-                self._fail_waiters(Unavailable(f"the ledger could not apply {self.spec.stream} #{sseq}: {exc!r}"))
+                self._waiters.fail(Unavailable(f"the ledger could not apply {self.spec.stream} #{sseq}: {exc!r}"))
                 return
             self.applied = sseq
             self.delivered += 1
             if self._waiters:
-                self._wake()
+                self._waiters.release(sseq)
         if pending == 0:
             self.caught_up.set()
 
@@ -211,22 +212,6 @@ class StreamFeed:
         self._reset_wanted.set()
 
     # -- waiting --------------------------------------------------------------------------------
-    def _wake(self) -> None:
-        keep: list[tuple[int, asyncio.Future[None]]] = []
-        for seq, fut in self._waiters:
-            if seq <= self.applied:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((seq, fut))
-        self._waiters = keep
-
-    def _fail_waiters(self, exc: LegionError) -> None:
-        waiters, self._waiters = self._waiters, []
-        for _, fut in waiters:
-            if not fut.done():
-                fut.set_exception(exc)
-
     def check(self) -> None:
         """Raise if the feed failed (an event could not be applied)."""
         if self._error is not None:
@@ -237,16 +222,8 @@ class StreamFeed:
         self.check()
         if self.applied >= seq:
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (seq, fut)
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise Unavailable(
-                f"the {self.spec.stream} feed did not reach #{seq} within {timeout:g}s (at #{self.applied})"
-            ) from None
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+        await self._waiters.wait(
+            seq,
+            timeout,
+            late=lambda: f"the {self.spec.stream} feed did not reach #{seq} within {timeout:g}s (at #{self.applied})",
+        )

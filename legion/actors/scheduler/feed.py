@@ -23,6 +23,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from legion.broker import Broker
+from legion.broker.progress import AppliedWaiters
 from legion.broker.reader import ReadSpec, StreamReader
 from legion.contracts.errors import LegionError, Unavailable
 
@@ -72,7 +73,7 @@ class StreamFeed:
         self._heartbeat_s = heartbeat_s
         self._reader: StreamReader | None = None
         self._task: asyncio.Task[None] | None = None
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters = AppliedWaiters()
         self.caught_up = asyncio.Event()
         """Set once everything the stream held (matching the filters) when reading started was applied."""
         self._error: BaseException | None = None
@@ -154,14 +155,7 @@ class StreamFeed:
         self.applied = seq
         if not meta.num_pending:
             self.caught_up.set()
-        keep = []
-        for want, fut in self._waiters:
-            if want <= seq:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((want, fut))
-        self._waiters = keep
+        self._waiters.release(seq)
         return True
 
     async def stop(self) -> None:
@@ -180,24 +174,13 @@ class StreamFeed:
             raise Unavailable(f"the scheduler stopped applying {self.stream}: {self._error!r}; restart it")
 
     def _fail(self, exc: Unavailable) -> None:
-        waiters, self._waiters = self._waiters, []
-        for _, fut in waiters:
-            if not fut.done():
-                fut.set_exception(exc)
+        self._waiters.fail(exc)
 
     async def wait_applied(self, seq: int, timeout: float) -> None:
         """Return once every record up to ``seq`` was applied; Unavailable after ``timeout``."""
         self.check()
         if self.applied >= seq:
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (seq, fut)
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise Unavailable(f"the {self.stream} reader did not reach #{seq} within {timeout:g}s") from None
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+        await self._waiters.wait(
+            seq, timeout, late=lambda: f"the {self.stream} reader did not reach #{seq} within {timeout:g}s"
+        )

@@ -26,6 +26,9 @@ def put(agent: str, sid: str) -> SchedulePut:
     )
 
 
+RETRY_S = 0.2  # between two requests while the client reconnects (bounded by the 30 s deadline)
+
+
 async def call_until_served(rig: Rig, req: SchedulePut) -> ScheduleAck:
     """The first requests after a restart may find no responder yet (the client is reconnecting)."""
     async with asyncio.timeout(30):
@@ -33,7 +36,7 @@ async def call_until_served(rig: Rig, req: SchedulePut) -> ScheduleAck:
             try:
                 ack = await rig.call("put", req)
             except (Unavailable, RequestTimeout):  # reconnecting: no responder yet, or the request was lost
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(RETRY_S)
                 continue
             assert isinstance(ack, ScheduleAck)
             return ack

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
 HELD = "primary-model"  # the flooding agent's model on the wire: held at the fake server
 FREE = "secondary"  # the other agent's alias: answered at once
+POLL_S = 0.005  # between two reads of a counter that has no event, bounded by the deadline
 
 
 async def eventually(check: Callable[[], bool], *, timeout: float = 10, what: str = "") -> None:
@@ -30,7 +31,7 @@ async def eventually(check: Callable[[], bool], *, timeout: float = 10, what: st
     try:
         async with asyncio.timeout(timeout):
             while not check():  # noqa: ASYNC110 - polls a counter that has no event; bounded by the deadline
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(POLL_S)
     except TimeoutError:
         raise AssertionError(f"not within {timeout}s: {what}") from None
 
